@@ -1,0 +1,82 @@
+"""Typed readers for settings that come from the environment.
+
+Each reader fails loudly: a value that cannot be parsed raises
+``ImproperlyConfigured`` naming the variable, so a typo stops the server at
+start-up instead of surfacing as odd behaviour later. Secrets may also be
+given as ``NAME_FILE`` (a path), the convention of container secrets.
+"""
+
+import os
+import re
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)?$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def string(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def boolean(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no), not {raw!r}")
+
+
+def integer(name: str, default: int, minimum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def duration(name: str, default: str) -> int:
+    """A duration such as ``90``, ``90s``, ``15m``, ``6h`` or ``7d``, in seconds."""
+    raw = os.environ.get(name, default).strip()
+    return parse_duration(raw, name)
+
+
+def parse_duration(raw: str, name: str = "duration") -> int:
+    match = _DURATION.match(raw.strip().lower())
+    if not match:
+        raise ImproperlyConfigured(f"{name} must be a duration like 90s, 15m, 6h or 7d, not {raw!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def secret(name: str, default: str = "") -> str:
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
+    return os.environ.get(name, default)
+
+
+def choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def path_list(name: str, default: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]

@@ -1,0 +1,120 @@
+"""CRoW settings: every value comes from the environment, read here and only here.
+
+The defaults are the embedded development setup: SQLite and a blob folder
+under ``var/``. Production sets ``DATABASE_URL`` (PostgreSQL), a secret key,
+``CROW_DEBUG=0`` and ``CROW_ALLOWED_HOSTS``. ``.env.example`` lists every variable.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+
+from crow import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env.string("CROW_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env.boolean("CROW_DEBUG", default=False)
+SECRET_KEY = env.secret("CROW_SECRET_KEY", "insecure-development-key-change-me")
+ALLOWED_HOSTS = env.path_list("CROW_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = env.path_list("CROW_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "registry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "crow.urls"
+WSGI_APPLICATION = "crow.wsgi.application"
+# /v2/ paths are exact; never redirect "/v2/name/tags/list" to add a slash.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env.string("DATABASE_URL", f"sqlite:///{VAR_DIR / 'crow.sqlite3'}"),
+        conn_max_age=env.integer("CROW_DB_CONN_MAX_AGE", 60, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several server processes share the file: wait for the write lock instead
+    # of failing, and take it when a transaction starts so that two writers
+    # never deadlock on a lock upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # The test database must be a file so that a real server process sees it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Blob storage -----------------------------------------------------------
+CROW_STORAGE = env.choice("CROW_STORAGE", "filesystem", ("filesystem", "s3"))
+CROW_BLOB_ROOT = Path(env.string("CROW_BLOB_ROOT", str(VAR_DIR / "blobs")))
+
+# --- Protocol ------------------------------------------------------------------
+# Smallest PATCH chunk a client should send (advertised as OCI-Chunk-Min-Length).
+CROW_CHUNK_MIN_LENGTH = env.integer("CROW_CHUNK_MIN_LENGTH", 0, minimum=0)
+# Bytes read from a request body at a time while streaming a blob.
+CROW_STREAM_BUFFER = env.integer("CROW_STREAM_BUFFER", 1024 * 1024, minimum=4096)
+# An upload request that stops sending for this long loses its claim on the session.
+CROW_UPLOAD_LEASE = env.duration("CROW_UPLOAD_LEASE", "5m")
+# Tag list and catalog pages: the size of a page when the client gives no n, and the largest.
+CROW_PAGE_SIZE = env.integer("CROW_PAGE_SIZE", 1000, minimum=1)
+CROW_MAX_PAGE_SIZE = env.integer("CROW_MAX_PAGE_SIZE", 10000, minimum=1)
+CROW_DELETE_ENABLED = env.boolean("CROW_DELETE_ENABLED", default=True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.string("CROW_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

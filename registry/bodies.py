@@ -1,0 +1,72 @@
+"""Request bodies read as a stream of bounded chunks, never whole.
+
+A body comes with a ``Content-Length`` or, for the streamed PATCH that
+``docker push`` sends, with ``Transfer-Encoding: chunked`` and no length
+(gunicorn decodes the chunking; Django alone would see an empty body).
+A body that ends before its declared length means the client went away: it
+raises ``IncompleteBody`` so that nothing of it is committed.
+"""
+
+from collections.abc import Iterator
+
+from django.http import HttpRequest
+
+
+class IncompleteBody(Exception):
+    pass
+
+
+class Body:
+    def __init__(self, request: HttpRequest, buffer_size: int) -> None:
+        self.length = _declared_length(request)
+        self.chunked = (
+            self.length is None and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        )
+        self._request = request
+        self._buffer_size = buffer_size
+        self.received = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.length == 0 or (self.length is None and not self.chunked)
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.empty:
+            return
+        stream = self._request if self.length is not None else self._request.META["wsgi.input"]
+        while self.length is None or self.received < self.length:
+            want = (
+                self._buffer_size
+                if self.length is None
+                else min(self._buffer_size, self.length - self.received)
+            )
+            try:
+                chunk = stream.read(want)
+            except Exception as exc:  # OSError, or gunicorn's own errors when a chunked body is cut
+                raise IncompleteBody(f"body broke off after {self.received} bytes: {exc}") from exc
+            if not chunk:
+                break
+            self.received += len(chunk)
+            yield chunk
+        if self.length is not None and self.received < self.length:
+            raise IncompleteBody(f"body ended after {self.received} of {self.length} declared bytes")
+
+    def read_all(self, limit: int) -> bytes:
+        """The whole body, for small documents (manifests); at most ``limit + 1`` bytes are read."""
+        data = bytearray()
+        for chunk in self.chunks():
+            data += chunk
+            if len(data) > limit:
+                break
+        return bytes(data)
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    raw = request.META.get("CONTENT_LENGTH")
+    if raw in (None, ""):
+        return None
+    try:
+        length = int(raw)
+    except ValueError:
+        return None
+    return max(length, 0)

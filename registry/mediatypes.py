@@ -1,0 +1,35 @@
+"""Media types and size limits, as named constants."""
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+IMAGE_MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEXES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+MANIFESTS = IMAGE_MANIFESTS | INDEXES
+UNSUPPORTED_MANIFESTS = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+
+# Layers a registry is not expected to hold: their bytes live at the descriptor's urls.
+NONDISTRIBUTABLE_LAYERS = frozenset(
+    {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+
+OCTET_STREAM = "application/octet-stream"
+JSON = "application/json"
+
+# The spec recommends accepting manifests of at least 4 MiB; larger ones get 413.
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+API_VERSION_HEADER = "Docker-Distribution-API-Version"
+API_VERSION = "registry/2.0"

@@ -1,0 +1,221 @@
+"""Registry metadata: repositories, content-addressed blobs, manifests, tags, uploads.
+
+Blobs are global (one row and one stored object per digest); a repository sees
+a blob only through a ``RepositoryBlob`` link, made by a push, a mount or a
+manifest that references it. Manifests keep the exact bytes as pushed.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class RepositoryManager(models.Manager["Repository"]):
+    def get_or_create_named(self, name: str) -> "Repository":
+        """The repository called ``name``, created if missing; safe under concurrent pushes."""
+        repository = self.filter(name=name).first()
+        if repository is None:
+            self.bulk_create([Repository(name=name)], ignore_conflicts=True)
+            repository = self.get(name=name)
+        return repository
+
+    def page(self, n: int, last: str | None) -> list[str]:
+        names = self.order_by("name").values_list("name", flat=True)
+        if last:
+            names = names.filter(name__gt=last)
+        return list(names[:n])
+
+
+class Repository(models.Model):
+    name = models.CharField(max_length=255, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    blobs = models.ManyToManyField("Blob", through="RepositoryBlob", related_name="repositories")
+
+    objects = RepositoryManager()
+
+    class Meta:
+        verbose_name_plural = "repositories"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BlobManager(models.Manager["Blob"]):
+    def in_repository(self, name: str, digest: str) -> "Blob | None":
+        """One query: the blob if ``digest`` is linked into repository ``name``."""
+        return self.filter(digest=digest, repositories__name=name).first()
+
+    def record(self, digest: str, size: int) -> "Blob":
+        """The row for a stored blob, created if this is its first upload."""
+        self.bulk_create([Blob(digest=digest, size=size)], ignore_conflicts=True)
+        return self.get(digest=digest)
+
+
+class Blob(models.Model):
+    digest = models.CharField(max_length=135, unique=True)
+    size = models.BigIntegerField()
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = BlobManager()
+
+    def __str__(self) -> str:
+        return self.digest
+
+
+class RepositoryBlobManager(models.Manager["RepositoryBlob"]):
+    def link(self, repository: Repository, blobs: list[Blob]) -> None:
+        """Make ``blobs`` visible in ``repository``; linking twice is harmless."""
+        self.bulk_create(
+            [RepositoryBlob(repository=repository, blob=blob) for blob in blobs],
+            ignore_conflicts=True,
+        )
+
+
+class RepositoryBlob(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE)
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE)
+    created = models.DateTimeField(default=timezone.now)
+
+    objects = RepositoryBlobManager()
+
+    class Meta:
+        # The unique index also serves "is this blob in this repository" (blob HEAD/GET).
+        constraints = [models.UniqueConstraint(fields=["repository", "blob"], name="unique_repository_blob")]
+
+
+class ManifestManager(models.Manager["Manifest"]):
+    def by_tag(self, name: str, tag: str) -> "Manifest | None":
+        """One query: the manifest tag ``tag`` points at in repository ``name``."""
+        return self.filter(repository__name=name, tags__name=tag).first()
+
+    def by_digest(self, name: str, digest: str) -> "Manifest | None":
+        """One query: the manifest ``digest`` in repository ``name``."""
+        return self.filter(repository__name=name, digest=digest).first()
+
+    def referrers(self, name: str, subject: str, artifact_type: str | None) -> models.QuerySet["Manifest"]:
+        found = self.filter(repository__name=name, subject=subject).order_by("digest")
+        if artifact_type:
+            found = found.filter(artifact_type=artifact_type)
+        return found.defer("content")
+
+
+class Manifest(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="manifests")
+    digest = models.CharField(max_length=135)
+    media_type = models.CharField(max_length=255)
+    artifact_type = models.CharField(max_length=255, blank=True, default="")
+    size = models.BigIntegerField()
+    # The exact bytes as pushed: the digest is of these bytes, never re-serialised.
+    content = models.BinaryField()
+    subject = models.CharField(max_length=135, blank=True, default="")
+    annotations = models.JSONField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    blobs = models.ManyToManyField(Blob, through="ManifestBlob", related_name="manifests")
+    children = models.ManyToManyField(
+        "self", through="ManifestChild", symmetrical=False, related_name="parents"
+    )
+
+    objects = ManifestManager()
+
+    class Meta:
+        constraints = [
+            # Also the index of "GET /v2/<name>/manifests/<digest>".
+            models.UniqueConstraint(fields=["repository", "digest"], name="unique_repository_manifest"),
+        ]
+        indexes = [
+            # The referrers API: manifests of a repository whose subject is a digest.
+            models.Index(
+                fields=["repository", "subject"], name="manifest_referrers", condition=~Q(subject="")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository.name}@{self.digest}"
+
+
+class ManifestBlob(models.Model):
+    """A blob (config or layer) that a manifest references."""
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["manifest", "blob"], name="unique_manifest_blob")]
+
+
+class ManifestChild(models.Model):
+    """A manifest that an index (or manifest list) references."""
+
+    parent = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+")
+    child = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["parent", "child"], name="unique_manifest_child")]
+
+
+class TagManager(models.Manager["Tag"]):
+    def point(self, repository: Repository, name: str, manifest: Manifest) -> None:
+        """Create or move a tag in one statement (an upsert), safe under concurrent pushes."""
+        self.bulk_create(
+            [Tag(repository=repository, name=name, manifest=manifest, updated=timezone.now())],
+            update_conflicts=True,
+            unique_fields=["repository", "name"],
+            update_fields=["manifest", "updated"],
+        )
+
+    def page(self, repository: Repository, n: int, last: str | None) -> list[str]:
+        names = self.filter(repository=repository).order_by("name").values_list("name", flat=True)
+        if last:
+            names = names.filter(name__gt=last)
+        return list(names[:n])
+
+
+class Tag(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=128)
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="tags")
+    updated = models.DateTimeField(default=timezone.now)
+
+    objects = TagManager()
+
+    class Meta:
+        constraints = [
+            # Also the index of the tags list (ordered by name) and of GET by tag.
+            models.UniqueConstraint(fields=["repository", "name"], name="unique_repository_tag"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository.name}:{self.name}"
+
+
+class Upload(models.Model):
+    """A blob upload session. All of its state is here, so any server process can take the next chunk.
+
+    A request that appends claims the session first (``claim`` and
+    ``claimed_until``) with one conditional UPDATE, streams, then stores the new
+    offset and hash state and releases the claim with another. Two requests
+    can never write the same session at once, and no database transaction is
+    held open while bytes stream in. A claim whose holder died expires.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="uploads")
+    offset = models.BigIntegerField(default=0)
+    hash_state = models.BinaryField()
+    storage_state = models.JSONField(default=dict)
+    claim = models.UUIDField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # purge_uploads: sessions not touched for a while.
+            models.Index(fields=["updated"], name="upload_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository.name} upload {self.id.hex}"

@@ -1,0 +1,58 @@
+"""The reference grammar of the distribution spec: names, tags, digests, upload ids.
+
+Patterns are kept as strings without anchors so that ``registry.urls`` builds
+its routes from them, and compiled anchored here for validation.
+"""
+
+import re
+from dataclasses import dataclass
+
+NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+NAME = rf"{NAME_COMPONENT}(?:/{NAME_COMPONENT})*"
+TAG = r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
+# Only the algorithms the spec registers; both with lowercase hex of their exact length.
+DIGEST = r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}"
+# Any digest the grammar allows, to tell "malformed" from "unsupported".
+DIGEST_GRAMMAR = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
+REFERENCE = rf"(?:{DIGEST})|(?:{TAG})"
+UPLOAD_ID = r"[0-9a-f]{32}"
+
+NAME_MAX_LENGTH = 255
+
+_name = re.compile(rf"^{NAME}$")
+_tag = re.compile(rf"^{TAG}$")
+_digest = re.compile(rf"^(?:{DIGEST})$")
+_upload_id = re.compile(rf"^{UPLOAD_ID}$")
+
+
+def is_name(value: str) -> bool:
+    return len(value) <= NAME_MAX_LENGTH and bool(_name.match(value))
+
+
+def is_tag(value: str) -> bool:
+    return bool(_tag.match(value))
+
+
+def is_digest(value: str) -> bool:
+    return bool(_digest.match(value))
+
+
+def is_upload_id(value: str) -> bool:
+    return bool(_upload_id.match(value))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What follows ``/manifests/``: a tag or a digest, never both."""
+
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, value: str) -> "Reference":
+        if is_digest(value):
+            return cls(digest=value)
+        return cls(tag=value)
+
+    def __str__(self) -> str:
+        return self.digest or self.tag or ""

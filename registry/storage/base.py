@@ -1,0 +1,70 @@
+"""The blob-store interface that every backend implements.
+
+The store knows bytes and digests, nothing of repositories or HTTP. An upload
+is addressed by its session id and carries a small JSON-able ``state`` that
+the caller keeps in the database between requests (a multipart upload id,
+parts written, ...), so any server process can continue it.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+class StorageError(Exception):
+    """The store failed (unreachable, full, refused): the request may be retried."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A download served from an open local file: ``length`` bytes from its current position."""
+
+    file: BinaryIO
+    length: int
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """A download the client fetches itself, from a short-lived URL."""
+
+    url: str
+
+
+Download = LocalFile | Redirect
+
+
+class BlobStore(ABC):
+    @abstractmethod
+    def start_upload(self, upload_id: str) -> dict:
+        """Prepare a new upload; returns its initial state."""
+
+    @abstractmethod
+    def write(self, upload_id: str, state: dict, offset: int, chunks: Iterable[bytes]) -> dict:
+        """Append ``chunks`` to the upload, whose committed length is ``offset``; returns the new state.
+
+        Anything a failed earlier write left past ``offset`` is discarded.
+        """
+
+    @abstractmethod
+    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> None:
+        """Make the upload's bytes the blob ``digest`` (already verified). Idempotent per digest."""
+
+    @abstractmethod
+    def abort(self, upload_id: str, state: dict) -> None:
+        """Forget the upload and whatever it stored. Safe to call twice."""
+
+    @abstractmethod
+    def exists(self, digest: str) -> bool: ...
+
+    @abstractmethod
+    def download(self, digest: str, start: int, length: int) -> Download:
+        """How a client gets ``length`` bytes of blob ``digest`` from ``start``."""
+
+    @abstractmethod
+    def read(self, digest: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The blob's bytes in bounded chunks (for verification and backups)."""
+
+    @abstractmethod
+    def delete(self, digest: str) -> None:
+        """Remove blob ``digest``; a missing blob is not an error."""

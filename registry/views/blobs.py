@@ -1,0 +1,43 @@
+"""Blobs: ``GET``/``HEAD``/``DELETE /v2/<name>/blobs/<digest>``."""
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from registry import errors, responses
+from registry.endpoint import endpoint
+from registry.errors import RegistryError
+from registry.models import Blob, RepositoryBlob
+from registry.ranges import byte_range
+from registry.storage import blob_store
+
+
+def _linked_blob(name: str, digest: str) -> Blob:
+    blob = Blob.objects.in_repository(name, digest)
+    if blob is None:
+        raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": digest})
+    return blob
+
+
+def head_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
+    blob = _linked_blob(name, digest)
+    return responses.blob_head(digest, blob.size)
+
+
+def get_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
+    blob = _linked_blob(name, digest)
+    wanted = byte_range(request.headers.get("Range"), blob.size)
+    download = blob_store().download(digest, wanted.start, wanted.length)
+    return responses.blob_download(download, digest, wanted.start, wanted.length, blob.size, wanted.partial)
+
+
+def delete_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
+    """Unlink the blob from this repository; its bytes stay while any repository uses them (gc frees them)."""
+    if not settings.CROW_DELETE_ENABLED:
+        raise RegistryError(errors.UNSUPPORTED, "deletes are disabled on this registry")
+    deleted, _ = RepositoryBlob.objects.filter(repository__name=name, blob__digest=digest).delete()
+    if not deleted:
+        raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": digest})
+    return responses.empty(202)
+
+
+blob = endpoint(GET=get_blob, HEAD=head_blob, DELETE=delete_blob)

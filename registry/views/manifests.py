@@ -1,0 +1,151 @@
+"""Manifests: ``GET``/``HEAD``/``PUT``/``DELETE /v2/<name>/manifests/<reference>``."""
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+
+from registry import errors, manifests, mediatypes, responses
+from registry.bodies import Body
+from registry.endpoint import endpoint
+from registry.errors import RegistryError
+from registry.manifests import ParsedManifest
+from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
+from registry.references import Reference
+
+
+def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
+    head = request.method == "HEAD"
+    ref = Reference.parse(reference)
+    found = Manifest.objects.filter(repository__name=name)
+    if head:
+        found = found.defer("content")
+    manifest = (found.filter(digest=ref.digest) if ref.digest else found.filter(tags__name=ref.tag)).first()
+    if manifest is None:
+        raise _unknown(name, ref)
+    _check_accept(request, manifest.media_type)
+    if head:
+        response = responses.manifest(b"", manifest.media_type, manifest.digest, head=True)
+        response["Content-Length"] = str(manifest.size)
+        return response
+    return responses.manifest(bytes(manifest.content), manifest.media_type, manifest.digest)
+
+
+def put_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
+    ref = Reference.parse(reference)
+    content = _read_manifest(Body(request, settings.CROW_STREAM_BUFFER))
+    algorithm = ref.digest.split(":")[0] if ref.digest else "sha256"
+    digest = manifests.digest_of(content, algorithm)
+    if ref.digest and ref.digest != digest:
+        raise RegistryError(
+            errors.DIGEST_INVALID,
+            "the manifest's digest does not match the reference",
+            detail={"reference": ref.digest, "computed": digest},
+        )
+    parsed = manifests.parse(content, request.META.get("CONTENT_TYPE"))
+    _store(name, digest, content, parsed, ref.tag)
+    return responses.manifest_created(name, digest, parsed.subject)
+
+
+def delete_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
+    """Delete a tag (by name) or a manifest and every tag on it (by digest)."""
+    if not settings.CROW_DELETE_ENABLED:
+        raise RegistryError(errors.UNSUPPORTED, "deletes are disabled on this registry")
+    ref = Reference.parse(reference)
+    if ref.tag:
+        deleted, _ = Tag.objects.filter(repository__name=name, name=ref.tag).delete()
+    else:
+        deleted, _ = Manifest.objects.filter(repository__name=name, digest=ref.digest).delete()
+    if not deleted:
+        raise _unknown(name, ref)
+    return responses.empty(202)
+
+
+def _read_manifest(body: Body) -> bytes:
+    limit = mediatypes.MAX_MANIFEST_SIZE
+    too_large = RegistryError(
+        errors.MANIFEST_INVALID,
+        f"manifests are limited to {limit} bytes",
+        detail={"limit": limit},
+        status=413,
+    )
+    if body.length is not None and body.length > limit:
+        raise too_large
+    content = body.read_all(limit)
+    if len(content) > limit:
+        raise too_large
+    return content
+
+
+def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
+    """The manifest, its references and its tag, all or nothing."""
+    with transaction.atomic():
+        repository = Repository.objects.get_or_create_named(name)
+        blobs = list(Blob.objects.filter(repositories=repository, digest__in=parsed.blobs))
+        children = list(
+            Manifest.objects.filter(repository=repository, digest__in=parsed.children).only("id", "digest")
+        )
+        _check_references(parsed, blobs, children)
+        Manifest.objects.bulk_create(
+            [
+                Manifest(
+                    repository=repository,
+                    digest=digest,
+                    media_type=parsed.media_type,
+                    artifact_type=parsed.artifact_type,
+                    size=len(content),
+                    content=content,
+                    subject=parsed.subject,
+                    annotations=parsed.annotations,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        manifest = Manifest.objects.only("id").get(repository=repository, digest=digest)
+        ManifestBlob.objects.bulk_create(
+            [ManifestBlob(manifest=manifest, blob=blob) for blob in blobs], ignore_conflicts=True
+        )
+        ManifestChild.objects.bulk_create(
+            [ManifestChild(parent=manifest, child=child) for child in children], ignore_conflicts=True
+        )
+        # A manifest's blobs become part of its repository even if they were mounted lazily.
+        RepositoryBlob.objects.link(repository, blobs)
+        if tag:
+            Tag.objects.point(repository, tag, manifest)
+
+
+def _check_references(parsed: ParsedManifest, blobs: list[Blob], children: list[Manifest]) -> None:
+    missing = sorted(set(parsed.blobs) - {blob.digest for blob in blobs})
+    missing += sorted(set(parsed.children) - {child.digest for child in children})
+    if missing:
+        raise RegistryError(errors.MANIFEST_BLOB_UNKNOWN, detail={"missing": missing})
+    for blob in blobs:
+        if blob.size != parsed.blobs[blob.digest]:
+            raise RegistryError(
+                errors.MANIFEST_INVALID,
+                f"the manifest says {blob.digest} has {parsed.blobs[blob.digest]} bytes, it has {blob.size}",
+                detail={"digest": blob.digest, "size": blob.size},
+            )
+
+
+def _check_accept(request: HttpRequest, media_type: str) -> None:
+    """An index is served only to a client that says it takes one; other manifests always."""
+    if media_type not in mediatypes.INDEXES:
+        return
+    accepted = {part.split(";")[0].strip().lower() for part in request.headers.get("Accept", "").split(",")}
+    accepted.discard("")
+    if not accepted or accepted & {media_type, "*/*", "application/*"}:
+        return
+    raise RegistryError(
+        errors.MANIFEST_UNKNOWN,
+        f"the manifest is an index ({media_type}), which the Accept header does not include",
+        detail={"mediaType": media_type},
+    )
+
+
+def _unknown(name: str, ref: Reference) -> RegistryError:
+    if not Repository.objects.filter(name=name).exists():
+        return RegistryError(errors.NAME_UNKNOWN, detail={"name": name})
+    return RegistryError(errors.MANIFEST_UNKNOWN, detail={"reference": str(ref)})
+
+
+manifest = endpoint(GET=get_manifest, HEAD=get_manifest, PUT=put_manifest, DELETE=delete_manifest)
