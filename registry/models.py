@@ -48,15 +48,21 @@ class BlobManager(models.Manager["Blob"]):
         """One query: the blob if ``digest`` is linked into repository ``name``."""
         return self.filter(digest=digest, repositories__name=name).first()
 
-    def record(self, digest: str, size: int) -> "Blob":
-        """The row for a stored blob, created if this is its first upload."""
-        self.bulk_create([Blob(digest=digest, size=size)], ignore_conflicts=True)
+    def record(self, digest: str, size: int, key: str) -> "Blob":
+        """The row for a stored blob, created if this is its first upload.
+
+        If another upload of the same digest was recorded first, its row (and
+        key) wins; the caller compares keys to drop its own copy.
+        """
+        self.bulk_create([Blob(digest=digest, size=size, key=key)], ignore_conflicts=True)
         return self.get(digest=digest)
 
 
 class Blob(models.Model):
     digest = models.CharField(max_length=135, unique=True)
     size = models.BigIntegerField()
+    # Where the blob store keeps the bytes (see registry.storage.base).
+    key = models.CharField(max_length=512)
     created = models.DateTimeField(default=timezone.now)
 
     objects = BlobManager()

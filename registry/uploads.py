@@ -64,11 +64,24 @@ def finish(upload: Upload, body: Body, start: int | None, digest: str) -> Blob:
                 errors.DIGEST_INVALID,
                 detail={"expected": digest, "computed": computed, "size": upload.offset},
             )
-        blob_store().commit(upload.id.hex, upload.storage_state, digest, upload.offset)
-        with transaction.atomic():
-            blob = Blob.objects.record(digest, upload.offset)
-            RepositoryBlob.objects.link(upload.repository, [blob])
-            Upload.objects.filter(pk=upload.pk).delete()
+        blob = _store_blob(upload, digest)
+    return blob
+
+
+def _store_blob(upload: Upload, digest: str) -> Blob:
+    """Commit the bytes, unless the blob is already stored: then this upload's copy goes."""
+    store = blob_store()
+    blob = Blob.objects.filter(digest=digest).first()
+    if blob is None:
+        key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
+        blob = Blob.objects.record(digest, upload.offset, key)
+        if blob.key != key:  # a concurrent upload of the same bytes was recorded first
+            store.delete(key)
+    else:
+        store.abort(upload.id.hex, upload.storage_state)
+    with transaction.atomic():
+        RepositoryBlob.objects.link(upload.repository, [blob])
+        Upload.objects.filter(pk=upload.pk).delete()
     return blob
 
 

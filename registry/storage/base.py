@@ -1,9 +1,15 @@
 """The blob-store interface that every backend implements.
 
-The store knows bytes and digests, nothing of repositories or HTTP. An upload
-is addressed by its session id and carries a small JSON-able ``state`` that
-the caller keeps in the database between requests (a multipart upload id,
-parts written, ...), so any server process can continue it.
+The store knows bytes, digests and keys, nothing of repositories or HTTP. An
+upload is addressed by its session id and carries a small JSON-able ``state``
+that the caller keeps in the database between requests (a multipart upload
+id, parts written, ...), so any server process can continue it.
+
+``commit`` answers with the blob's *key*: where the store keeps it. The
+caller records the key with the blob, and reads, downloads and deletes by key.
+A backend may keep a blob under its digest (the filesystem renames the upload
+there) or wherever the upload already put it (S3 completes the multipart
+upload in place, so a commit copies nothing).
 """
 
 from abc import ABC, abstractmethod
@@ -47,24 +53,24 @@ class BlobStore(ABC):
         """
 
     @abstractmethod
-    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> None:
-        """Make the upload's bytes the blob ``digest`` (already verified). Idempotent per digest."""
+    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> str:
+        """Make the upload's first ``size`` bytes the blob ``digest`` (already verified); returns its key."""
 
     @abstractmethod
     def abort(self, upload_id: str, state: dict) -> None:
         """Forget the upload and whatever it stored. Safe to call twice."""
 
     @abstractmethod
-    def exists(self, digest: str) -> bool: ...
+    def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def download(self, digest: str, start: int, length: int) -> Download:
-        """How a client gets ``length`` bytes of blob ``digest`` from ``start``."""
+    def download(self, key: str, digest: str, start: int, length: int) -> Download:
+        """How a client gets ``length`` bytes of the blob at ``key`` from ``start``."""
 
     @abstractmethod
-    def read(self, digest: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    def read(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         """The blob's bytes in bounded chunks (for verification and backups)."""
 
     @abstractmethod
-    def delete(self, digest: str) -> None:
-        """Remove blob ``digest``; a missing blob is not an error."""
+    def delete(self, key: str) -> None:
+        """Remove the blob at ``key``; a missing one is not an error."""

@@ -18,9 +18,13 @@ class FilesystemStore(BlobStore):
         self.blobs = self.root / "blobs"
         self.uploads = self.root / "uploads"
 
-    def blob_path(self, digest: str) -> Path:
+    @staticmethod
+    def key_for(digest: str) -> str:
         algorithm, hex_ = digest.split(":", 1)
-        return self.blobs / algorithm / hex_[:2] / hex_
+        return f"blobs/{algorithm}/{hex_[:2]}/{hex_}"
+
+    def path(self, key: str) -> Path:
+        return self.root / key
 
     def upload_path(self, upload_id: str) -> Path:
         return self.uploads / upload_id
@@ -47,43 +51,45 @@ class FilesystemStore(BlobStore):
             raise StorageError(f"cannot write upload file: {exc.strerror}") from exc
         return state
 
-    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> None:
+    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> str:
         source = self.upload_path(upload_id)
-        target = self.blob_path(digest)
+        key = self.key_for(digest)
+        target = self.path(key)
         try:
             with open(source, "r+b") as file:
                 file.truncate(size)
                 os.fsync(file.fileno())
             if target.exists():
                 source.unlink()
-                return
+                return key
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
             _fsync_directory(target.parent)
         except OSError as exc:
             raise StorageError(f"cannot store blob: {exc.strerror}") from exc
+        return key
 
     def abort(self, upload_id: str, state: dict) -> None:
         self.upload_path(upload_id).unlink(missing_ok=True)
 
-    def exists(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
 
-    def download(self, digest: str, start: int, length: int) -> Download:
+    def download(self, key: str, digest: str, start: int, length: int) -> Download:
         try:
-            file = open(self.blob_path(digest), "rb")  # noqa: SIM115 - the response closes it
+            file = open(self.path(key), "rb")  # noqa: SIM115 - the response closes it
         except OSError as exc:
             raise StorageError(f"cannot open blob {digest}: {exc.strerror}") from exc
         file.seek(start)
         return LocalFile(file=file, length=length)
 
-    def read(self, digest: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
-        with open(self.blob_path(digest), "rb") as file:
+    def read(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        with open(self.path(key), "rb") as file:
             while chunk := file.read(chunk_size):
                 yield chunk
 
-    def delete(self, digest: str) -> None:
-        self.blob_path(digest).unlink(missing_ok=True)
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
 
 
 def _fsync_directory(path: Path) -> None:

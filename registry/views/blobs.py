@@ -26,7 +26,7 @@ def head_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
 def get_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     blob = _linked_blob(name, digest)
     wanted = byte_range(request.headers.get("Range"), blob.size)
-    download = blob_store().download(digest, wanted.start, wanted.length)
+    download = blob_store().download(blob.key, digest, wanted.start, wanted.length)
     return responses.blob_download(download, digest, wanted.start, wanted.length, blob.size, wanted.partial)
 
 
