@@ -12,7 +12,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from registry import errors, responses
+from registry import errors, references, responses
 from registry.errors import RegistryError
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
 from registry.storage import StorageError
@@ -29,6 +29,7 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
     def view(request: HttpRequest, **kwargs: str) -> HttpResponse:
         operation = operations.get(request.method or "")
         try:
+            _check_name(request, kwargs.get("name"))
             if operation is None:
                 raise RegistryError(
                     errors.UNSUPPORTED,
@@ -54,3 +55,15 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
         return response
 
     return view
+
+
+def _check_name(request: HttpRequest, name: str | None) -> None:
+    """What the routes cannot say about a name: its length, and slashes smuggled in as ``%2F``."""
+    if name is None:
+        return
+    if len(name) > references.NAME_MAX_LENGTH:
+        raise RegistryError(errors.NAME_INVALID, "repository names are limited to 255 characters")
+    # The WSGI path is already decoded: only the raw request line shows an encoded slash.
+    raw_path = (request.META.get("RAW_URI") or request.META.get("REQUEST_URI") or "").split("?")[0]
+    if "%2f" in raw_path.lower():
+        raise RegistryError(errors.NAME_INVALID, "a repository name cannot contain an encoded slash (%2F)")

@@ -1,0 +1,84 @@
+"""The routes, as a table: URL in, route and arguments (or the diagnosed error) out."""
+
+import pytest
+from django.urls import resolve
+
+from registry.views.base import diagnose
+
+D = "sha256:" + "a" * 64
+D512 = "sha512:" + "b" * 128
+U = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("path", "route", "kwargs"),
+    [
+        ("/v2/", "version", {}),
+        ("/v2/_catalog", "catalog", {}),
+        ("/v2/app/tags/list", "tags", {"name": "app"}),
+        ("/v2/team/app/tags/list", "tags", {"name": "team/app"}),
+        ("/v2/a/b/c/d/e/tags/list", "tags", {"name": "a/b/c/d/e"}),
+        ("/v2/my-app_1.x/tags/list", "tags", {"name": "my-app_1.x"}),
+        ("/v2/a__b/tags/list", "tags", {"name": "a__b"}),
+        ("/v2/a---b/tags/list", "tags", {"name": "a---b"}),
+        ("/v2/team/app/manifests/latest", "manifest", {"name": "team/app", "reference": "latest"}),
+        ("/v2/team/app/manifests/V1.0_rc-1", "manifest", {"name": "team/app", "reference": "V1.0_rc-1"}),
+        (f"/v2/team/app/manifests/{D}", "manifest", {"name": "team/app", "reference": D}),
+        (f"/v2/team/app/manifests/{D512}", "manifest", {"name": "team/app", "reference": D512}),
+        # A repository may be called like a route segment.
+        ("/v2/manifests/manifests/latest", "manifest", {"name": "manifests", "reference": "latest"}),
+        ("/v2/a/blobs/b/tags/list", "tags", {"name": "a/blobs/b"}),
+        ("/v2/team/app/blobs/uploads/", "uploads", {"name": "team/app"}),
+        ("/v2/team/app/blobs/uploads", "uploads", {"name": "team/app"}),
+        (f"/v2/team/app/blobs/uploads/{U}", "upload", {"name": "team/app", "upload_id": U}),
+        (f"/v2/team/app/blobs/{D}", "blob", {"name": "team/app", "digest": D}),
+        (f"/v2/team/app/referrers/{D}", "referrers", {"name": "team/app", "digest": D}),
+    ],
+)
+def test_it_routes(path: str, route: str, kwargs: dict) -> None:
+    match = resolve(path)
+    assert (match.url_name, match.kwargs) == (route, kwargs)
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("Team/app/tags/list", "NAME_INVALID"),
+        ("team//app/tags/list", "NAME_INVALID"),
+        ("team/../app/tags/list", "NAME_INVALID"),
+        ("../etc/manifests/latest", "NAME_INVALID"),
+        ("-app/tags/list", "NAME_INVALID"),
+        ("app-/tags/list", "NAME_INVALID"),
+        ("a.-b/tags/list", "NAME_INVALID"),
+        ("app/manifests/-bad", "TAG_INVALID"),
+        ("app/manifests/" + "t" * 129, "TAG_INVALID"),
+        ("app/manifests/sha256:abc", "DIGEST_INVALID"),
+        ("app/manifests/sha256:" + "A" * 64, "DIGEST_INVALID"),
+        ("app/manifests/md5:" + "a" * 32, "DIGEST_INVALID"),
+        ("app/blobs/sha256:zz", "DIGEST_INVALID"),
+        ("app/blobs/latest", "DIGEST_INVALID"),
+        ("app/referrers/latest", "DIGEST_INVALID"),
+        ("app/blobs/uploads/not-an-upload", "BLOB_UPLOAD_UNKNOWN"),
+        ("app/nothing-here", "UNSUPPORTED"),
+    ],
+)
+def test_it_diagnoses_what_no_route_matches(path: str, code: str) -> None:
+    assert resolve(f"/v2/{path}").url_name == "unmatched"
+    assert diagnose(path).error.code == code
+
+
+@pytest.mark.django_db
+def test_it_limits_names_to_255_characters(client) -> None:
+    name = "/".join(["a" * 127, "b" * 127])  # 255 characters
+    assert client.get(f"/v2/{name}/tags/list").json()["errors"][0]["code"] == "NAME_UNKNOWN"
+    response = client.get(f"/v2/{name}x/tags/list")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "NAME_INVALID"
+
+
+@pytest.mark.django_db
+def test_it_refuses_an_encoded_slash_in_a_name(client) -> None:
+    # gunicorn hands the undecoded request line over as RAW_URI; the decoded path looks valid.
+    response = client.get("/v2/team/app/tags/list", RAW_URI="/v2/team%2Fapp/tags/list")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "NAME_INVALID"
