@@ -91,6 +91,9 @@ class RepositoryBlob(models.Model):
         # The unique index also serves "is this blob in this repository" (blob HEAD/GET).
         constraints = [models.UniqueConstraint(fields=["repository", "blob"], name="unique_repository_blob")]
 
+    def __str__(self) -> str:
+        return f"{self.repository_id} -> {self.blob_id}"
+
 
 class ManifestManager(models.Manager["Manifest"]):
     def by_tag(self, name: str, tag: str) -> "Manifest | None":
@@ -151,6 +154,9 @@ class ManifestBlob(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["manifest", "blob"], name="unique_manifest_blob")]
 
+    def __str__(self) -> str:
+        return f"{self.manifest_id} -> blob {self.blob_id}"
+
 
 class ManifestChild(models.Model):
     """A manifest that an index (or manifest list) references."""
@@ -160,6 +166,9 @@ class ManifestChild(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["parent", "child"], name="unique_manifest_child")]
+
+    def __str__(self) -> str:
+        return f"{self.parent_id} -> manifest {self.child_id}"
 
 
 class TagManager(models.Manager["Tag"]):

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from registry.models import Manifest, Tag
-
 from tests import oci
 
 pytestmark = pytest.mark.django_db
@@ -79,9 +78,10 @@ def test_it_keeps_the_bytes_exactly_as_pushed(client) -> None:
     oci.push_blob(client, NAME, layer)
     oci.push_blob(client, NAME, config)
     # Odd spacing and key order: a re-serialised manifest would change its digest.
+    layers, config_descriptor = json.dumps(layer.descriptor()), json.dumps(config.descriptor())
     content = (
-        '{ "layers": [%s],\n  "config": %s, "schemaVersion": 2,"mediaType":"%s" }'
-        % (json.dumps(layer.descriptor()), json.dumps(config.descriptor()), oci.OCI_MANIFEST)
+        f'{{ "layers": [{layers}],\n  "config": {config_descriptor}, '
+        f'"schemaVersion": 2,"mediaType":"{oci.OCI_MANIFEST}" }}'
     ).encode()
     manifest = oci.Blob(content, oci.OCI_MANIFEST)
     response = oci.push_manifest(client, NAME, "odd", manifest)

@@ -6,7 +6,6 @@ import pytest
 
 from registry.errors import RegistryError
 from registry.manifests import parse
-
 from tests import oci
 
 CONFIG = oci.config("parse")

@@ -8,7 +8,6 @@ import pytest
 from django.utils import timezone
 
 from registry.models import Blob, Upload
-
 from tests import oci
 
 pytestmark = pytest.mark.django_db

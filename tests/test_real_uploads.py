@@ -1,0 +1,210 @@
+"""Uploads over real HTTP, where the test client cannot go: chunked transfer encoding, a client
+that vanishes mid-body, concurrent pushes of one blob and one tag, and ranged downloads.
+"""
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+
+from tests import ocilayout
+from tests.server import Server
+
+MiB = 1024 * 1024
+TIMEOUT = 60
+
+
+def start_upload(server: Server, name: str = "team/app") -> str:
+    response = requests.post(f"{server.url}/v2/{name}/blobs/uploads/", timeout=TIMEOUT)
+    assert response.status_code == 202, response.text
+    return urljoin(server.url, response.headers["Location"])
+
+
+def push_blob(server: Server, data: bytes, name: str = "team/app") -> requests.Response:
+    """POST, one PATCH with the whole body, PUT ?digest=: the chunked push, in three requests."""
+    location = start_upload(server, name)
+    patched = requests.patch(
+        location,
+        data=data,
+        headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{len(data) - 1}"},
+        timeout=TIMEOUT,
+    )
+    assert patched.status_code == 202, patched.text
+    return requests.put(
+        urljoin(server.url, patched.headers["Location"]),
+        params={"digest": ocilayout.sha256(data)},
+        timeout=TIMEOUT,
+    )
+
+
+def in_parallel(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls at once: each waits at a barrier until all are ready to send."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_it_takes_a_streamed_patch_without_content_length(registry_server: Server) -> None:
+    data = os.urandom(3 * MiB + 12345)
+
+    def body() -> Iterator[bytes]:
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start : start + 64 * 1024]
+
+    location = start_upload(registry_server)
+    # A generator body makes requests send "Transfer-Encoding: chunked" and no Content-Length.
+    patched = requests.patch(
+        location, data=body(), headers={"Content-Type": "application/octet-stream"}, timeout=TIMEOUT
+    )
+    assert patched.status_code == 202, patched.text
+    assert patched.request.headers.get("Transfer-Encoding") == "chunked"
+    assert patched.headers["Range"] == f"0-{len(data) - 1}"
+
+    digest = ocilayout.sha256(data)
+    put = requests.put(
+        urljoin(registry_server.url, patched.headers["Location"]), params={"digest": digest}, timeout=TIMEOUT
+    )
+    assert put.status_code == 201, put.text
+    assert put.headers["Docker-Content-Digest"] == digest
+
+    pulled = requests.get(f"{registry_server.url}/v2/team/app/blobs/{digest}", timeout=TIMEOUT)
+    assert pulled.status_code == 200
+    assert pulled.content == data
+
+
+def test_it_answers_a_range_of_a_blob(registry_server: Server) -> None:
+    data = os.urandom(1000)
+    digest = ocilayout.sha256(data)
+    assert push_blob(registry_server, data).status_code == 201
+
+    response = requests.get(
+        f"{registry_server.url}/v2/team/app/blobs/{digest}", headers={"Range": "bytes=10-19"}, timeout=TIMEOUT
+    )
+    assert response.status_code == 206
+    assert response.content == data[10:20]
+    assert response.headers["Content-Length"] == "10"
+    assert response.headers["Content-Range"] == "bytes 10-19/1000"
+
+
+def _vanish_mid_body(server: Server, location: str, offset: int, sent: bytes, promised: int) -> None:
+    """Send a PATCH promising ``promised`` bytes, send only ``sent``, and hang up."""
+    url = urlsplit(location)
+    target = url.path + (f"?{url.query}" if url.query else "")
+    head = (
+        f"PATCH {target} HTTP/1.1\r\n"
+        f"Host: {server.host}\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        f"Content-Range: {offset}-{offset + promised - 1}\r\n"
+        f"Content-Length: {promised}\r\n"
+        "\r\n"
+    )
+    host, port = server.host.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+        sock.sendall(head.encode() + sent)
+        # Hang up our side, then wait until the server has given up on the request: it
+        # answers or closes, and only then is the upload's state worth asking about.
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass
+
+
+@pytest.mark.parametrize("committed", [0, 256 * 1024], ids=["fresh", "after-a-chunk"])
+def test_it_keeps_the_offset_when_a_client_vanishes_mid_upload(
+    registry_server: Server, committed: int
+) -> None:
+    data = os.urandom(committed + 2 * MiB)
+    location = start_upload(registry_server)
+    if committed:
+        first = requests.patch(
+            location,
+            data=data[:committed],
+            headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{committed - 1}"},
+            timeout=TIMEOUT,
+        )
+        assert first.status_code == 202, first.text
+        location = urljoin(registry_server.url, first.headers["Location"])
+
+    _vanish_mid_body(
+        registry_server, location, committed, sent=data[committed : committed + MiB], promised=10 * MiB
+    )
+
+    status = requests.get(location, timeout=TIMEOUT)
+    assert status.status_code == 204
+    assert status.headers["Range"] == f"0-{max(committed - 1, 0)}"
+
+    rest = requests.patch(
+        location,
+        data=data[committed:],
+        headers={"Content-Type": "application/octet-stream", "Content-Range": f"{committed}-{len(data) - 1}"},
+        timeout=TIMEOUT,
+    )
+    assert rest.status_code == 202, rest.text
+    digest = ocilayout.sha256(data)
+    put = requests.put(
+        urljoin(registry_server.url, rest.headers["Location"]), params={"digest": digest}, timeout=TIMEOUT
+    )
+    assert put.status_code == 201, put.text
+    assert put.headers["Docker-Content-Digest"] == digest
+    assert requests.get(f"{registry_server.url}/v2/team/app/blobs/{digest}", timeout=TIMEOUT).content == data
+
+
+def test_it_takes_the_same_blob_pushed_twice_at_once(registry_server: Server) -> None:
+    for _ in range(5):
+        data = os.urandom(256 * 1024)
+        responses = in_parallel(*[partial(push_blob, registry_server, data)] * 2)
+
+        assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+        pulled = requests.get(
+            f"{registry_server.url}/v2/team/app/blobs/{ocilayout.sha256(data)}", timeout=TIMEOUT
+        )
+        assert pulled.content == data
+
+
+def _manifest(config: bytes, layer: bytes, variant: str) -> bytes:
+    document = {
+        "schemaVersion": 2,
+        "mediaType": ocilayout.OCI_MANIFEST,
+        "config": {
+            "mediaType": ocilayout.OCI_CONFIG,
+            "digest": ocilayout.sha256(config),
+            "size": len(config),
+        },
+        "layers": [{"mediaType": ocilayout.OCI_LAYER, "digest": ocilayout.sha256(layer), "size": len(layer)}],
+        "annotations": {"variant": variant},
+    }
+    return json.dumps(document).encode()
+
+
+def test_it_points_a_tag_pushed_twice_at_once_at_one_of_the_manifests(registry_server: Server) -> None:
+    config, layer = b'{"architecture":"amd64","os":"linux"}', os.urandom(4096)
+    for blob in (config, layer):
+        assert push_blob(registry_server, blob).status_code == 201
+    url = f"{registry_server.url}/v2/team/app/manifests/latest"
+
+    def put(manifest: bytes) -> Callable[[], requests.Response]:
+        return lambda: requests.put(
+            url, data=manifest, headers={"Content-Type": ocilayout.OCI_MANIFEST}, timeout=TIMEOUT
+        )
+
+    for round_ in range(5):
+        manifests = [_manifest(config, layer, f"{round_}-a"), _manifest(config, layer, f"{round_}-b")]
+        responses = in_parallel(*(put(manifest) for manifest in manifests))
+
+        assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+        tagged = requests.get(url, headers={"Accept": ocilayout.OCI_MANIFEST}, timeout=TIMEOUT)
+        assert tagged.status_code == 200
+        assert tagged.content in manifests
+        assert tagged.headers["Docker-Content-Digest"] == ocilayout.sha256(tagged.content)
