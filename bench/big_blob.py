@@ -126,13 +126,14 @@ def main() -> None:
     pull_seconds, pulled = pull(args.url, args.name, digest)
     peak = sampler.stop()
     mib = size / (1 << 20)
+    verdict = "ok" if pulled == digest else "MISMATCH"
     print(f"blob            {mib:.0f} MiB {digest}")
     print(f"push (streamed) {push_seconds:.2f} s  {mib / push_seconds:.0f} MiB/s")
+    print(f"pull            {pull_seconds:.2f} s  {mib / pull_seconds:.0f} MiB/s  digest {verdict}")
+    idle_mib, peak_mib = idle / (1 << 20), peak / (1 << 20)
     print(
-        f"pull            {pull_seconds:.2f} s  {mib / pull_seconds:.0f} MiB/s  digest {'ok' if pulled == digest else 'MISMATCH'}"
-    )
-    print(
-        f"server memory   idle {idle / (1 << 20):.0f} MiB, peak {peak / (1 << 20):.0f} MiB, growth {(peak - idle) / (1 << 20):.0f} MiB"
+        f"server memory   idle {idle_mib:.0f} MiB, peak {peak_mib:.0f} MiB, "
+        f"growth {peak_mib - idle_mib:.0f} MiB"
     )
     if pulled != digest:
         raise SystemExit("the pulled bytes do not match")

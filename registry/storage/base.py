@@ -37,7 +37,20 @@ class Redirect:
     url: str
 
 
-Download = LocalFile | Redirect
+@dataclass(frozen=True)
+class Stream:
+    """A download proxied through the server: ``length`` bytes in bounded chunks.
+
+    The store has already asked for the bytes, so a missing blob or an unreachable
+    store raises ``StorageError`` before a response starts. Close the iterator
+    (``StreamingHttpResponse`` does) to release the connection.
+    """
+
+    chunks: Iterator[bytes]
+    length: int
+
+
+Download = LocalFile | Redirect | Stream
 
 
 class BlobStore(ABC):
