@@ -69,20 +69,32 @@ def finish(upload: Upload, body: Body, start: int | None, digest: str) -> Blob:
 
 
 def _store_blob(upload: Upload, digest: str) -> Blob:
-    """Commit the bytes, unless the blob is already stored: then this upload's copy goes."""
+    """Commit the bytes, unless the blob is already stored: then it is linked and this copy goes.
+
+    The existing blob's row is locked while it is linked, so that garbage
+    collection cannot delete it in between; this upload's own bytes are only
+    dropped once the link is in place.
+    """
     store = blob_store()
-    blob = Blob.objects.filter(digest=digest).first()
-    if blob is None:
-        key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
-        blob = Blob.objects.record(digest, upload.offset, key)
-        if blob.key != key:  # a concurrent upload of the same bytes was recorded first
-            store.delete(key)
-    else:
-        store.abort(upload.id.hex, upload.storage_state)
     with transaction.atomic():
-        RepositoryBlob.objects.link(upload.repository, [blob])
-        Upload.objects.filter(pk=upload.pk).delete()
+        blob = Blob.objects.select_for_update().filter(digest=digest).first()
+        if blob is not None:
+            _link_and_close(upload, blob)
+    if blob is not None:
+        store.abort(upload.id.hex, upload.storage_state)
+        return blob
+    key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
+    with transaction.atomic():
+        blob = Blob.objects.record(digest, upload.offset, key)
+        _link_and_close(upload, blob)
+    if blob.key != key:  # a concurrent upload of the same bytes was recorded first
+        store.delete(key)
     return blob
+
+
+def _link_and_close(upload: Upload, blob: Blob) -> None:
+    RepositoryBlob.objects.link(upload.repository, [blob])
+    Upload.objects.filter(pk=upload.pk).delete()
 
 
 def cancel(upload: Upload) -> None:

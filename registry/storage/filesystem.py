@@ -1,10 +1,15 @@
-"""Blobs as files: ``<root>/blobs/sha256/ab/abcdef...``, uploads in ``<root>/uploads/<id>``.
+"""Blobs as files: ``<root>/blobs/sha256/ab/abcdef.../<upload id>``, uploads in ``<root>/uploads/<id>``.
 
 Uploads and blobs live under one root so that a commit is a ``rename`` on one
 filesystem: a blob appears whole or not at all. Bytes are fsynced before the
 rename, and the directory after it.
+
+A blob's key names the digest *and* the upload that stored it, so a key is
+never reused: garbage collection deleting an old copy can never remove the
+bytes of a newer upload of the same digest.
 """
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,9 +24,9 @@ class FilesystemStore(BlobStore):
         self.uploads = self.root / "uploads"
 
     @staticmethod
-    def key_for(digest: str) -> str:
+    def key_for(digest: str, upload_id: str) -> str:
         algorithm, hex_ = digest.split(":", 1)
-        return f"blobs/{algorithm}/{hex_[:2]}/{hex_}"
+        return f"blobs/{algorithm}/{hex_[:2]}/{hex_}/{upload_id}"
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -53,15 +58,12 @@ class FilesystemStore(BlobStore):
 
     def commit(self, upload_id: str, state: dict, digest: str, size: int) -> str:
         source = self.upload_path(upload_id)
-        key = self.key_for(digest)
+        key = self.key_for(digest, upload_id)
         target = self.path(key)
         try:
             with open(source, "r+b") as file:
                 file.truncate(size)
                 os.fsync(file.fileno())
-            if target.exists():
-                source.unlink()
-                return key
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
             _fsync_directory(target.parent)
@@ -89,7 +91,10 @@ class FilesystemStore(BlobStore):
                 yield chunk
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # the digest's directory, once its last copy is gone
 
 
 def _fsync_directory(path: Path) -> None:
