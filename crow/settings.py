@@ -26,7 +26,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "registry",
+    "registry.auth",
 ]
 
 MIDDLEWARE = [
@@ -98,6 +102,23 @@ STATIC_ROOT = VAR_DIR / "static"
 CROW_STORAGE = env.choice("CROW_STORAGE", "filesystem", ("filesystem", "s3"))
 CROW_BLOB_ROOT = Path(env.string("CROW_BLOB_ROOT", str(VAR_DIR / "blobs")))
 
+# --- S3 / R2 blob storage (CROW_STORAGE=s3) ------------------------------------
+CROW_S3_BUCKET = env.string("CROW_S3_BUCKET", "")
+# e.g. https://<account id>.r2.cloudflarestorage.com; empty for AWS S3.
+CROW_S3_ENDPOINT_URL = env.string("CROW_S3_ENDPOINT_URL", "")
+CROW_S3_REGION = env.string("CROW_S3_REGION", "auto")
+CROW_S3_ACCESS_KEY_ID = env.secret("CROW_S3_ACCESS_KEY_ID")
+CROW_S3_SECRET_ACCESS_KEY = env.secret("CROW_S3_SECRET_ACCESS_KEY")
+# Keys start with this (e.g. "registry/"), so one bucket can hold other things too.
+CROW_S3_PREFIX = env.string("CROW_S3_PREFIX", "")
+# Every non-final multipart part has exactly this size (R2's rule); blobs hold at most 10,000 parts.
+CROW_S3_PART_SIZE = env.integer("CROW_S3_PART_SIZE", 16 * 1024 * 1024, minimum=5 * 1024 * 1024)
+# Blob downloads redirect to the store (true) or are streamed through the server (false).
+CROW_S3_REDIRECT = env.boolean("CROW_S3_REDIRECT", default=True)
+CROW_S3_PRESIGN_EXPIRY = env.duration("CROW_S3_PRESIGN_EXPIRY", "5m")
+# A public host for the bucket (e.g. an R2 custom domain): redirects go there, unsigned.
+CROW_S3_PUBLIC_URL = env.string("CROW_S3_PUBLIC_URL", "")
+
 # --- Protocol ------------------------------------------------------------------
 # Smallest PATCH chunk a client should send (advertised as OCI-Chunk-Min-Length).
 CROW_CHUNK_MIN_LENGTH = env.integer("CROW_CHUNK_MIN_LENGTH", 0, minimum=0)
@@ -109,6 +130,49 @@ CROW_UPLOAD_LEASE = env.duration("CROW_UPLOAD_LEASE", "5m")
 CROW_PAGE_SIZE = env.integer("CROW_PAGE_SIZE", 1000, minimum=1)
 CROW_MAX_PAGE_SIZE = env.integer("CROW_MAX_PAGE_SIZE", 10000, minimum=1)
 CROW_DELETE_ENABLED = env.boolean("CROW_DELETE_ENABLED", default=True)
+
+# --- Authentication -------------------------------------------------------------
+# Open the registry to everyone, anonymous included, to pull, push and delete: local development only.
+CROW_AUTH_DISABLED = env.boolean("CROW_AUTH_DISABLED", default=False)
+# Public repositories are pullable without credentials (true) or by any authenticated user only (false).
+CROW_ANONYMOUS_PULL = env.boolean("CROW_ANONYMOUS_PULL", default=True)
+# The token service's name: the "service" of challenges and the "aud" of tokens.
+CROW_TOKEN_SERVICE = env.string("CROW_TOKEN_SERVICE", "crow")
+CROW_TOKEN_ISSUER = env.string("CROW_TOKEN_ISSUER", "crow")
+# The token endpoint's absolute URL in challenges; default: /token on the host the client asked.
+CROW_TOKEN_REALM = env.string("CROW_TOKEN_REALM", "")
+CROW_TOKEN_TTL = env.duration("CROW_TOKEN_TTL", "5m")
+# PEM ECDSA P-256 key that signs tokens, shared by all replicas; without one a key is generated here.
+CROW_TOKEN_KEY = env.secret("CROW_TOKEN_KEY")
+CROW_TOKEN_KEY_PATH = VAR_DIR / "token-key.pem"
+# Failed logins per client address and per username within the window before 429.
+CROW_LOGIN_FAILURES = env.integer("CROW_LOGIN_FAILURES", 10, minimum=1)
+CROW_LOGIN_WINDOW = env.duration("CROW_LOGIN_WINDOW", "5m")
+# Behind a reverse proxy: the header holding the client's address (e.g. X-Forwarded-For; its last entry
+# counts, the one the proxy added). Empty: the connection's address. Never set it without such a proxy.
+CROW_CLIENT_ADDRESS_HEADER = env.string("CROW_CLIENT_ADDRESS_HEADER", "")
+# `manage.py ensure_admin` creates this superuser if it does not exist yet.
+CROW_ADMIN_USER = env.string("CROW_ADMIN_USER", "")
+CROW_ADMIN_PASSWORD = env.secret("CROW_ADMIN_PASSWORD")
+
+# The management API under /api/: a session (the admin's) or a token (Authorization: Token ...).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: its WWW-Authenticate makes an anonymous API call a 401, not a 403.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CRoW management API",
+    "DESCRIPTION": "Robot accounts, repository visibility and permissions, repositories and tags.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 LOGGING = {
     "version": 1,

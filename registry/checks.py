@@ -78,3 +78,16 @@ def check_production_database(app_configs: Any = None, **kwargs: Any) -> list[Ch
             id="crow.W002",
         )
     ]
+
+
+@register()
+def check_s3_bucket(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if settings.CROW_STORAGE != "s3" or settings.CROW_S3_BUCKET:
+        return []
+    return [
+        Error(
+            "CROW_STORAGE is s3 but no bucket is named.",
+            hint="Set CROW_S3_BUCKET (and CROW_S3_ENDPOINT_URL for R2 or another S3-compatible store).",
+            id="crow.E004",
+        )
+    ]

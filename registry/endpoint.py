@@ -1,7 +1,8 @@
 """What every /v2/ endpoint needs, in one decorator.
 
 ``endpoint(GET=..., PUT=...)`` builds the view for one URL: it picks the
-operation by method (405 ``UNSUPPORTED`` otherwise), renders every
+operation by method (405 ``UNSUPPORTED`` otherwise), asks
+``registry.auth.access.authorize`` whether the caller may do it, renders every
 ``RegistryError`` as the spec's JSON envelope, turns storage failures into a
 retryable 503, and sets the API version header on every answer.
 """
@@ -13,6 +14,8 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from registry import errors, references, responses
+from registry.auth.access import authorize
+from registry.auth.models import DELETE, PULL, PUSH
 from registry.errors import RegistryError
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
 from registry.storage import StorageError
@@ -20,6 +23,10 @@ from registry.storage import StorageError
 log = logging.getLogger(__name__)
 
 Operation = Callable[..., HttpResponse]
+
+# The action each method needs in the repository it names. Every method on an
+# upload session (status, chunks, finish, cancel) is part of a push.
+ACTIONS = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, "DELETE": DELETE}
 
 
 def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
@@ -36,6 +43,7 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
                     f"{request.method} is not supported on this endpoint",
                     headers={"Allow": allowed},
                 )
+            authorize(request, kwargs.get("name"), _action(request.method or "", kwargs))
             response = operation(request, **kwargs)
         except RegistryError as error:
             response = responses.error(error, head=request.method == "HEAD")
@@ -55,6 +63,10 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
         return response
 
     return view
+
+
+def _action(method: str, kwargs: dict[str, str]) -> str:
+    return PUSH if "upload_id" in kwargs else ACTIONS[method]
 
 
 def _check_name(request: HttpRequest, name: str | None) -> None:

@@ -4,11 +4,12 @@ import json
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from registry import mediatypes
 from registry.errors import RegistryError
-from registry.storage import Download, LocalFile
+from registry.storage import Download, LocalFile, Redirect
 
 
 def error(exc: RegistryError, head: bool = False) -> HttpResponse:
@@ -80,21 +81,25 @@ def blob_head(digest: str, size: int) -> HttpResponse:
 
 def blob_download(
     download: Download, digest: str, start: int, length: int, size: int, partial: bool
-) -> HttpResponse:
-    """The blob's bytes: a file the server can ``sendfile``, or a redirect to the store."""
-    if isinstance(download, LocalFile):
-        response: HttpResponse = FileResponse(
-            _BoundedFile(download.file, download.length), content_type=mediatypes.OCTET_STREAM
-        )
-        response.status_code = 206 if partial else 200
-        response["Content-Length"] = str(length)
-    else:
+) -> HttpResponseBase:
+    """The blob's bytes: a file the server can ``sendfile``, a proxied stream, or a redirect to the store."""
+    response: HttpResponseBase
+    if isinstance(download, Redirect):
         response = HttpResponseRedirect(download.url)
         response.status_code = 307
+    else:
+        if isinstance(download, LocalFile):
+            response = FileResponse(
+                _BoundedFile(download.file, download.length), content_type=mediatypes.OCTET_STREAM
+            )
+        else:
+            response = StreamingHttpResponse(download.chunks, content_type=mediatypes.OCTET_STREAM)
+        response.status_code = 206 if partial else 200
+        response["Content-Length"] = str(length)
+        if partial:
+            response["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
     response["Docker-Content-Digest"] = digest
     response["Accept-Ranges"] = "bytes"
-    if partial and isinstance(download, LocalFile):
-        response["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
     return response
 
 

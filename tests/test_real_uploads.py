@@ -20,25 +20,31 @@ from tests.server import Server
 
 MiB = 1024 * 1024
 TIMEOUT = 60
+OCTET_STREAM = {"Content-Type": "application/octet-stream"}
 
 
-def start_upload(server: Server, name: str = "team/app") -> str:
-    response = requests.post(f"{server.url}/v2/{name}/blobs/uploads/", timeout=TIMEOUT)
+@pytest.fixture
+def http(registry_server: Server) -> requests.Session:
+    """Requests with a token for pull, push and delete in ``team/app``."""
+    return registry_server.session("team/app")
+
+
+def start_upload(http: requests.Session, server: Server) -> str:
+    response = http.post(f"{server.url}/v2/team/app/blobs/uploads/", timeout=TIMEOUT)
     assert response.status_code == 202, response.text
     return urljoin(server.url, response.headers["Location"])
 
 
-def push_blob(server: Server, data: bytes, name: str = "team/app") -> requests.Response:
+def push_blob(http: requests.Session, server: Server, data: bytes) -> requests.Response:
     """POST, one PATCH with the whole body, PUT ?digest=: the chunked push, in three requests."""
-    location = start_upload(server, name)
-    patched = requests.patch(
-        location,
+    patched = http.patch(
+        start_upload(http, server),
         data=data,
-        headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{len(data) - 1}"},
+        headers={**OCTET_STREAM, "Content-Range": f"0-{len(data) - 1}"},
         timeout=TIMEOUT,
     )
     assert patched.status_code == 202, patched.text
-    return requests.put(
+    return http.put(
         urljoin(server.url, patched.headers["Location"]),
         params={"digest": ocilayout.sha256(data)},
         timeout=TIMEOUT,
@@ -57,40 +63,41 @@ def in_parallel(*calls: Callable[[], Any]) -> list[Any]:
         return list(pool.map(run, calls))
 
 
-def test_it_takes_a_streamed_patch_without_content_length(registry_server: Server) -> None:
+def test_it_takes_a_streamed_patch_without_content_length(
+    http: requests.Session, registry_server: Server
+) -> None:
     data = os.urandom(3 * MiB + 12345)
 
     def body() -> Iterator[bytes]:
         for start in range(0, len(data), 64 * 1024):
             yield data[start : start + 64 * 1024]
 
-    location = start_upload(registry_server)
     # A generator body makes requests send "Transfer-Encoding: chunked" and no Content-Length.
-    patched = requests.patch(
-        location, data=body(), headers={"Content-Type": "application/octet-stream"}, timeout=TIMEOUT
+    patched = http.patch(
+        start_upload(http, registry_server), data=body(), headers=OCTET_STREAM, timeout=TIMEOUT
     )
     assert patched.status_code == 202, patched.text
     assert patched.request.headers.get("Transfer-Encoding") == "chunked"
     assert patched.headers["Range"] == f"0-{len(data) - 1}"
 
     digest = ocilayout.sha256(data)
-    put = requests.put(
+    put = http.put(
         urljoin(registry_server.url, patched.headers["Location"]), params={"digest": digest}, timeout=TIMEOUT
     )
     assert put.status_code == 201, put.text
     assert put.headers["Docker-Content-Digest"] == digest
 
-    pulled = requests.get(f"{registry_server.url}/v2/team/app/blobs/{digest}", timeout=TIMEOUT)
+    pulled = http.get(f"{registry_server.url}/v2/team/app/blobs/{digest}", timeout=TIMEOUT)
     assert pulled.status_code == 200
     assert pulled.content == data
 
 
-def test_it_answers_a_range_of_a_blob(registry_server: Server) -> None:
+def test_it_answers_a_range_of_a_blob(http: requests.Session, registry_server: Server) -> None:
     data = os.urandom(1000)
     digest = ocilayout.sha256(data)
-    assert push_blob(registry_server, data).status_code == 201
+    assert push_blob(http, registry_server, data).status_code == 201
 
-    response = requests.get(
+    response = http.get(
         f"{registry_server.url}/v2/team/app/blobs/{digest}", headers={"Range": "bytes=10-19"}, timeout=TIMEOUT
     )
     assert response.status_code == 206
@@ -99,13 +106,16 @@ def test_it_answers_a_range_of_a_blob(registry_server: Server) -> None:
     assert response.headers["Content-Range"] == "bytes 10-19/1000"
 
 
-def _vanish_mid_body(server: Server, location: str, offset: int, sent: bytes, promised: int) -> None:
+def _vanish_mid_body(
+    http: requests.Session, server: Server, location: str, offset: int, sent: bytes, promised: int
+) -> None:
     """Send a PATCH promising ``promised`` bytes, send only ``sent``, and hang up."""
     url = urlsplit(location)
     target = url.path + (f"?{url.query}" if url.query else "")
     head = (
         f"PATCH {target} HTTP/1.1\r\n"
         f"Host: {server.host}\r\n"
+        f"Authorization: {http.headers['Authorization']}\r\n"
         "Content-Type: application/octet-stream\r\n"
         f"Content-Range: {offset}-{offset + promised - 1}\r\n"
         f"Content-Length: {promised}\r\n"
@@ -123,51 +133,52 @@ def _vanish_mid_body(server: Server, location: str, offset: int, sent: bytes, pr
 
 @pytest.mark.parametrize("committed", [0, 256 * 1024], ids=["fresh", "after-a-chunk"])
 def test_it_keeps_the_offset_when_a_client_vanishes_mid_upload(
-    registry_server: Server, committed: int
+    http: requests.Session, registry_server: Server, committed: int
 ) -> None:
     data = os.urandom(committed + 2 * MiB)
-    location = start_upload(registry_server)
+    location = start_upload(http, registry_server)
     if committed:
-        first = requests.patch(
+        first = http.patch(
             location,
             data=data[:committed],
-            headers={"Content-Type": "application/octet-stream", "Content-Range": f"0-{committed - 1}"},
+            headers={**OCTET_STREAM, "Content-Range": f"0-{committed - 1}"},
             timeout=TIMEOUT,
         )
         assert first.status_code == 202, first.text
         location = urljoin(registry_server.url, first.headers["Location"])
 
     _vanish_mid_body(
-        registry_server, location, committed, sent=data[committed : committed + MiB], promised=10 * MiB
+        http, registry_server, location, committed, sent=data[committed : committed + MiB], promised=10 * MiB
     )
 
-    status = requests.get(location, timeout=TIMEOUT)
+    status = http.get(location, timeout=TIMEOUT)
     assert status.status_code == 204
     assert status.headers["Range"] == f"0-{max(committed - 1, 0)}"
 
-    rest = requests.patch(
+    rest = http.patch(
         location,
         data=data[committed:],
-        headers={"Content-Type": "application/octet-stream", "Content-Range": f"{committed}-{len(data) - 1}"},
+        headers={**OCTET_STREAM, "Content-Range": f"{committed}-{len(data) - 1}"},
         timeout=TIMEOUT,
     )
     assert rest.status_code == 202, rest.text
     digest = ocilayout.sha256(data)
-    put = requests.put(
+    put = http.put(
         urljoin(registry_server.url, rest.headers["Location"]), params={"digest": digest}, timeout=TIMEOUT
     )
     assert put.status_code == 201, put.text
     assert put.headers["Docker-Content-Digest"] == digest
-    assert requests.get(f"{registry_server.url}/v2/team/app/blobs/{digest}", timeout=TIMEOUT).content == data
+    assert http.get(f"{registry_server.url}/v2/team/app/blobs/{digest}", timeout=TIMEOUT).content == data
 
 
 def test_it_takes_the_same_blob_pushed_twice_at_once(registry_server: Server) -> None:
+    sessions = [registry_server.session("team/app") for _ in range(2)]
     for _ in range(5):
         data = os.urandom(256 * 1024)
-        responses = in_parallel(*[partial(push_blob, registry_server, data)] * 2)
+        responses = in_parallel(*(partial(push_blob, http, registry_server, data) for http in sessions))
 
         assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
-        pulled = requests.get(
+        pulled = sessions[0].get(
             f"{registry_server.url}/v2/team/app/blobs/{ocilayout.sha256(data)}", timeout=TIMEOUT
         )
         assert pulled.content == data
@@ -189,22 +200,21 @@ def _manifest(config: bytes, layer: bytes, variant: str) -> bytes:
 
 
 def test_it_points_a_tag_pushed_twice_at_once_at_one_of_the_manifests(registry_server: Server) -> None:
+    sessions = [registry_server.session("team/app") for _ in range(2)]
     config, layer = b'{"architecture":"amd64","os":"linux"}', os.urandom(4096)
     for blob in (config, layer):
-        assert push_blob(registry_server, blob).status_code == 201
+        assert push_blob(sessions[0], registry_server, blob).status_code == 201
     url = f"{registry_server.url}/v2/team/app/manifests/latest"
 
-    def put(manifest: bytes) -> Callable[[], requests.Response]:
-        return lambda: requests.put(
-            url, data=manifest, headers={"Content-Type": ocilayout.OCI_MANIFEST}, timeout=TIMEOUT
-        )
+    def put(http: requests.Session, manifest: bytes) -> requests.Response:
+        return http.put(url, data=manifest, headers={"Content-Type": ocilayout.OCI_MANIFEST}, timeout=TIMEOUT)
 
     for round_ in range(5):
         manifests = [_manifest(config, layer, f"{round_}-a"), _manifest(config, layer, f"{round_}-b")]
-        responses = in_parallel(*(put(manifest) for manifest in manifests))
+        responses = in_parallel(*(partial(put, http, m) for http, m in zip(sessions, manifests, strict=True)))
 
         assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
-        tagged = requests.get(url, headers={"Accept": ocilayout.OCI_MANIFEST}, timeout=TIMEOUT)
+        tagged = sessions[0].get(url, headers={"Accept": ocilayout.OCI_MANIFEST}, timeout=TIMEOUT)
         assert tagged.status_code == 200
         assert tagged.content in manifests
         assert tagged.headers["Docker-Content-Digest"] == ocilayout.sha256(tagged.content)

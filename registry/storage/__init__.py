@@ -5,9 +5,9 @@ from functools import cache
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from registry.storage.base import BlobStore, Download, LocalFile, Redirect, StorageError
+from registry.storage.base import BlobStore, Download, LocalFile, Redirect, StorageError, Stream
 
-__all__ = ["BlobStore", "Download", "LocalFile", "Redirect", "StorageError", "blob_store"]
+__all__ = ["BlobStore", "Download", "LocalFile", "Redirect", "StorageError", "Stream", "blob_store"]
 
 
 @cache
@@ -17,6 +17,21 @@ def blob_store() -> BlobStore:
         from registry.storage.filesystem import FilesystemStore
 
         return FilesystemStore(settings.CROW_BLOB_ROOT)
+    if settings.CROW_STORAGE == "s3":
+        from registry.storage.s3 import S3Store
+
+        return S3Store(
+            bucket=settings.CROW_S3_BUCKET,
+            endpoint_url=settings.CROW_S3_ENDPOINT_URL,
+            region=settings.CROW_S3_REGION,
+            access_key_id=settings.CROW_S3_ACCESS_KEY_ID,
+            secret_access_key=settings.CROW_S3_SECRET_ACCESS_KEY,
+            prefix=settings.CROW_S3_PREFIX,
+            part_size=settings.CROW_S3_PART_SIZE,
+            redirect=settings.CROW_S3_REDIRECT,
+            presign_expiry=settings.CROW_S3_PRESIGN_EXPIRY,
+            public_url=settings.CROW_S3_PUBLIC_URL,
+        )
     raise NotImplementedError(f"CROW_STORAGE={settings.CROW_STORAGE} is not available yet")
 
 

@@ -2,7 +2,7 @@
 
 Monolithic (POST then PUT, or one POST with ``digest``), chunked (PATCH with
 ``Content-Range``), streamed (PATCH without it), status, cancel, and
-cross-repository mount.
+cross-repository mount, from repositories the caller may pull only.
 """
 
 import re
@@ -11,10 +11,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from registry import errors, references, responses, uploads
+from registry.auth import permissions
+from registry.auth.access import identity_of
 from registry.bodies import Body
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
-from registry.models import Repository
+from registry.models import Blob, Repository
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 
@@ -30,7 +32,7 @@ def start_upload(request: HttpRequest, name: str) -> HttpResponse:
         raise RegistryError(errors.NAME_INVALID, detail={"from": source})
     repository = Repository.objects.get_or_create_named(name)
     if mount_digest is not None:
-        blob = uploads.mount(repository, mount_digest, source)
+        blob = _mount(request, repository, mount_digest, source)
         if blob is not None:
             return responses.blob_created(name, blob.digest)
     upload = uploads.start(repository)
@@ -38,6 +40,22 @@ def start_upload(request: HttpRequest, name: str) -> HttpResponse:
         blob = uploads.finish(upload, _body(request), None, digest)
         return responses.blob_created(name, blob.digest)
     return responses.upload_started(name, upload.id.hex, settings.CROW_CHUNK_MIN_LENGTH)
+
+
+def _mount(request: HttpRequest, repository: Repository, digest: str, source: str | None) -> Blob | None:
+    """Link the blob from ``source``, or from any repository that has it, if the caller may pull there.
+
+    Otherwise None, and a normal upload starts: a mount never tells what the caller cannot see.
+    """
+    caller = identity_of(request)
+    if permissions.sees_everything(caller):
+        return uploads.mount(repository, digest, source)
+    readable = permissions.pullable(caller)
+    if source is None:
+        source = readable.filter(blobs__digest=digest).values_list("name", flat=True).first()
+    elif not readable.filter(name=source).exists():
+        return None
+    return uploads.mount(repository, digest, source) if source is not None else None
 
 
 def get_upload_status(request: HttpRequest, name: str, upload_id: str) -> HttpResponse:

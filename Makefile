@@ -1,0 +1,47 @@
+# CRoW: `make run` serves the registry, `make test` runs the test suite.
+# Both create .venv on first use and reinstall requirements only when they change.
+
+PORT ?= 5000
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# The stamp's name carries a hash of the requirements: editing them, or checking
+# out other ones, makes a new stamp that does not exist yet, so pip runs again.
+RUN_STAMP := $(VENV)/.installed-run-$(shell cat requirements.txt | sha256sum | cut -c1-16)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+
+.PHONY: run test lint format
+
+# The embedded default is a registry for one developer: open, so that a push
+# works at once. Set CROW_AUTH_DISABLED=0 (and see the README) for accounts.
+run: export CROW_AUTH_DISABLED ?= 1
+run: $(RUN_STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py ensure_admin
+	PORT=$(PORT) exec $(BIN)/gunicorn --config crow/gunicorn.conf.py
+
+test: $(DEV_STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-run-*
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-dev-*
+	touch $@

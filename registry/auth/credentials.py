@@ -1,0 +1,94 @@
+"""Credentials a request carries: HTTP Basic (a user's password or a robot's secret) or a bearer token.
+
+Every password or secret check goes through ``login``: refused while the
+address or the username is rate-limited, and each failure is counted and
+logged (the username and address, never what was typed).
+"""
+
+import base64
+import binascii
+import logging
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.http import HttpRequest
+
+from registry.auth import identity, ratelimit, robots, tokens
+from registry.auth.identity import Identity
+
+log = logging.getLogger(__name__)
+
+
+class BadCredentials(Exception):
+    """Credentials were given and are wrong; the message says why, without them."""
+
+
+def client_address(request: HttpRequest) -> str:
+    """The connection's address, or the last entry of ``CROW_CLIENT_ADDRESS_HEADER`` behind a proxy.
+
+    Only the last entry is the trusted proxy's own: earlier ones are whatever the client sent.
+    """
+    header = settings.CROW_CLIENT_ADDRESS_HEADER
+    if header:
+        forwarded = request.headers.get(header, "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def basic(request: HttpRequest) -> tuple[str, str] | None:
+    """The username and password of an ``Authorization: Basic`` header, None without one."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise BadCredentials("malformed Basic credentials") from None
+    username, separator, password = decoded.partition(":")
+    if not separator or not username:
+        raise BadCredentials("malformed Basic credentials")
+    return username, password
+
+
+def bearer(request: HttpRequest) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip()
+
+
+def login(request: HttpRequest, username: str, password: str) -> Identity:
+    """The user or robot, or ``BadCredentials``; TOOMANYREQUESTS while rate-limited."""
+    address = client_address(request)
+    ratelimit.check(address, username)
+    found = _check_password(request, username, password)
+    if found is None:
+        ratelimit.failed(address, username)
+        log.warning("failed login for %r from %s", username, address)
+        raise BadCredentials("wrong username or password")
+    return found
+
+
+def _check_password(request: HttpRequest, username: str, password: str) -> Identity | None:
+    if robots.is_robot_username(username):
+        robot = robots.authenticate(username, password)
+        return identity.of_robot(robot) if robot is not None else None
+    user = authenticate(request, username=username, password=password)
+    return identity.of_user(user) if user is not None else None
+
+
+def from_request(request: HttpRequest) -> Identity:
+    """Who the request's credentials say it is: anonymous without any; ``BadCredentials`` if wrong."""
+    token = bearer(request)
+    if token is not None:
+        try:
+            subject, access = tokens.verify(token)
+        except tokens.InvalidToken as exc:
+            log.info("refused a token from %s: %s", client_address(request), exc)
+            raise BadCredentials(f"invalid token ({exc})") from None
+        return identity.of_token(subject, access)
+    credentials = basic(request)
+    if credentials is None:
+        return identity.anonymous()
+    return login(request, *credentials)

@@ -1,0 +1,315 @@
+"""Blobs in S3 or Cloudflare R2, written as multipart uploads cut into equal parts.
+
+A plain boto3 client, built once per store from settings, not django-storages:
+its ``Storage`` API (open, save, url) has no multipart upload that outlives a
+request, no control of part sizes and no ranged streaming, which is all this
+backend does.
+
+Layout under ``prefix``::
+
+    blobs/<upload id>             the blob: the upload's multipart object, completed in place
+    uploads/<upload id>/tail-<n>  bytes after the n-th part, waiting for a full part
+
+*One part size.* R2 refuses, at completion only, a multipart upload whose
+non-final parts differ in size, and every store wants them to be 5 MiB or more.
+So ``write`` cuts whatever chunks arrive into parts of exactly ``part_size``;
+the remainder (under one part) is stored as the *tail* object and prepended on
+the next write, so no process keeps upload bytes between requests and memory
+per request stays about one part. ``_upload_part`` asserts the rule.
+
+*The state is the truth.* ``state`` (saved by the caller after each request) is
+``{"mpu": id or None, "parts": [{"PartNumber", "ETag"}], "tail": bytes}``. A
+write that failed, or whose state was never saved, may have uploaded parts
+beyond the listed ones (the retry uploads those numbers again, and completion
+references only listed parts) and a tail of its own. The tail key carries the
+part count it follows, so such a write can never overwrite the tail that the
+saved state points at: a tail under the same count only ever grows by bytes
+the offset already covers, and only its first ``tail`` bytes are read back.
+
+*Commit copies nothing.* The multipart upload is created (lazily, at the first
+full part) at the blob's own key, so commit uploads the tail as the last part
+(a server-side ``UploadPartCopy``) and completes the upload where it is. A blob
+under one part is its tail, read back and PUT at the blob key. So blobs over 5 GiB
+need no multipart copy; the limit is S3's 10,000 parts per upload, that is
+10,000 x ``part_size`` (156 GiB with the default 16 MiB; raise the part size for
+more). A 1 GiB push in one request costs 64 ``UploadPart`` requests and three
+to six others (list and create the multipart upload, tail, complete, sweep).
+
+*Orphans.* A multipart upload created by a write whose state was never saved is
+found by listing the multipart uploads at the blob key: the next write reuses
+it, ``abort`` aborts it. Tails are swept by prefix at commit and abort.
+"""
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from registry.storage.base import BlobStore, Download, Redirect, StorageError, Stream
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB  # S3's smallest non-final part
+MAX_PART_SIZE = 5 * 1024 * MiB  # S3's largest part
+MAX_PARTS = 10_000  # S3's and R2's most parts per multipart upload
+STREAM_CHUNK = MiB  # bytes per chunk when proxying a download
+CONTENT_TYPE = "application/octet-stream"
+
+
+class S3Store(BlobStore):
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint_url: str = "",
+        region: str = "auto",
+        access_key_id: str = "",
+        secret_access_key: str = "",
+        prefix: str = "",
+        part_size: int = 16 * MiB,
+        redirect: bool = True,
+        presign_expiry: int = 300,
+        public_url: str = "",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_attempts: int = 5,
+    ) -> None:
+        if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+            raise ValueError(
+                f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE}, not {part_size}"
+            )
+        self.bucket = bucket
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.part_size = part_size
+        self.redirect = redirect
+        self.presign_expiry = presign_expiry
+        self.public_url = public_url.rstrip("/")
+        config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            # Newer botocore sends CRC checksums on every upload; some S3-compatible stores refuse them.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            # "standard" retries throttling (429, 503 SlowDown) and dropped connections with backoff.
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        # Empty credentials fall back to boto3's own chain (environment, instance role).
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url or None,
+            region_name=region,
+            aws_access_key_id=access_key_id or None,
+            aws_secret_access_key=secret_access_key or None,
+            config=config,
+        )
+
+    def blob_key(self, upload_id: str) -> str:
+        return f"{self.prefix}blobs/{upload_id}"
+
+    def _tail_key(self, upload_id: str, parts: int) -> str:
+        return f"{self.prefix}uploads/{upload_id}/tail-{parts}"
+
+    def start_upload(self, upload_id: str) -> dict:
+        return {"mpu": None, "parts": [], "tail": 0}
+
+    def write(self, upload_id: str, state: dict, offset: int, chunks: Iterable[bytes]) -> dict:
+        mpu, parts, tail = state["mpu"], list(state["parts"]), state["tail"]
+        if len(parts) * self.part_size + tail != offset:
+            raise StorageError(
+                f"upload {upload_id} holds {len(parts)} parts and {tail} bytes,"
+                f" not the {offset} bytes expected"
+            )
+        limit = MAX_PARTS * self.part_size
+        buffer = bytearray(self._read_tail(upload_id, len(parts), tail)) if tail else bytearray()
+        for chunk in chunks:
+            view = memoryview(chunk)
+            if len(parts) * self.part_size + len(buffer) + len(view) > limit:
+                raise StorageError(
+                    f"blobs are limited to {MAX_PARTS} parts of {self.part_size} bytes ({limit} bytes);"
+                    " a larger CROW_S3_PART_SIZE allows larger blobs"
+                )
+            while view:
+                take = min(len(view), self.part_size - len(buffer))
+                buffer += view[:take]
+                view = view[take:]
+                if len(buffer) == self.part_size:
+                    mpu = mpu or self._multipart_upload(upload_id)
+                    parts.append(self._upload_part(upload_id, mpu, len(parts) + 1, buffer, final=False))
+                    buffer = bytearray()
+        if buffer and (len(parts) != len(state["parts"]) or len(buffer) != tail):
+            with _storage_errors(f"store the tail of upload {upload_id}"):
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self._tail_key(upload_id, len(parts)),
+                    Body=buffer,
+                    ContentType=CONTENT_TYPE,
+                )
+        return {"mpu": mpu, "parts": parts, "tail": len(buffer)}
+
+    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> str:
+        mpu, parts, tail = state["mpu"], list(state["parts"]), state["tail"]
+        if len(parts) * self.part_size + tail != size:
+            raise StorageError(f"upload {upload_id} holds {len(parts)} parts and {tail} bytes, not {size}")
+        key = self.blob_key(upload_id)
+        with _storage_errors(f"store blob {digest}"):
+            if not parts:
+                # Not CopyObject, which cannot take a range: the tail may hold more than ``tail`` bytes.
+                data = self._read_tail(upload_id, 0, tail) if tail else b""
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPE)
+            else:
+                if tail:
+                    parts.append(self._copy_tail_as_last_part(upload_id, mpu, len(parts) + 1, tail))
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=mpu, MultipartUpload={"Parts": parts}
+                )
+        try:
+            self._delete_tails(upload_id)
+        except StorageError as exc:
+            # The blob is complete: a leftover tail is garbage for the purge, not a failed push.
+            log.warning("upload %s committed but its tails remain: %s", upload_id, exc)
+        return key
+
+    def abort(self, upload_id: str, state: dict) -> None:
+        key = self.blob_key(upload_id)
+        ids = set(self._open_multipart_uploads(key))
+        if state.get("mpu"):
+            ids.add(state["mpu"])
+        for mpu in ids:
+            with _storage_errors(f"abort upload {upload_id}", missing_ok=True):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=mpu)
+        self._delete_tails(upload_id)
+
+    def exists(self, key: str) -> bool:
+        with _storage_errors(f"look up {key}", missing_ok=True):
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        return False
+
+    def download(self, key: str, digest: str, start: int, length: int) -> Download:
+        if self.redirect:
+            return Redirect(self.url(key))
+        if length == 0:
+            return Stream(iter(()), 0)
+        with _storage_errors(f"read blob {digest}"):
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+            )["Body"]
+        return Stream(_chunks(body, STREAM_CHUNK, f"read blob {digest}"), length)
+
+    def url(self, key: str) -> str:
+        """Where a client downloads ``key``: the public host, or a presigned GET."""
+        if self.public_url:
+            return f"{self.public_url}/{quote(key)}"
+        with _storage_errors(f"sign a URL for {key}"):
+            return self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=self.presign_expiry,
+            )
+
+    def read(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        with _storage_errors(f"read {key}"):
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        yield from _chunks(body, chunk_size, f"read {key}")
+
+    def delete(self, key: str) -> None:
+        with _storage_errors(f"delete {key}"):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _read_tail(self, upload_id: str, parts: int, tail: int) -> bytes:
+        # Only the first ``tail`` bytes: a write whose state was not saved may have stored more.
+        action = f"read the tail of upload {upload_id}"
+        with _storage_errors(action):
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self._tail_key(upload_id, parts), Range=f"bytes=0-{tail - 1}"
+            )["Body"]
+            data = body.read()
+        if len(data) != tail:
+            raise StorageError(f"the tail of upload {upload_id} has {len(data)} bytes, not {tail}")
+        return data
+
+    def _multipart_upload(self, upload_id: str) -> str:
+        """The multipart upload at the blob key: one an unsaved write left, or a new one."""
+        key = self.blob_key(upload_id)
+        for mpu in self._open_multipart_uploads(key):
+            return mpu
+        with _storage_errors(f"start a multipart upload for {upload_id}"):
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=key, ContentType=CONTENT_TYPE)[
+                "UploadId"
+            ]
+
+    def _upload_part(self, upload_id: str, mpu: str, number: int, data: bytearray, *, final: bool) -> dict:
+        self._check_part(number, len(data), final=final)
+        with _storage_errors(f"upload part {number} of upload {upload_id}"):
+            response = self.client.upload_part(
+                Bucket=self.bucket, Key=self.blob_key(upload_id), UploadId=mpu, PartNumber=number, Body=data
+            )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def _copy_tail_as_last_part(self, upload_id: str, mpu: str, number: int, tail: int) -> dict:
+        self._check_part(number, tail, final=True)
+        response = self.client.upload_part_copy(
+            Bucket=self.bucket,
+            Key=self.blob_key(upload_id),
+            UploadId=mpu,
+            PartNumber=number,
+            CopySource={"Bucket": self.bucket, "Key": self._tail_key(upload_id, number - 1)},
+            CopySourceRange=f"bytes=0-{tail - 1}",
+        )
+        return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+    def _check_part(self, number: int, size: int, *, final: bool) -> None:
+        # Not an ``assert``: it must hold under ``python -O`` too. R2 would only refuse at completion.
+        fits = 0 < size <= self.part_size if final else size == self.part_size
+        if not fits or number > MAX_PARTS:
+            raise AssertionError(
+                f"part {number} has {size} bytes: every non-final part must have exactly"
+                f" {self.part_size} bytes, the last at most that, and there are at most {MAX_PARTS}"
+            )
+
+    def _open_multipart_uploads(self, key: str) -> list[str]:
+        with _storage_errors(f"list multipart uploads at {key}"):
+            uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key).get("Uploads", [])
+        return [upload["UploadId"] for upload in uploads if upload["Key"] == key]
+
+    def _delete_tails(self, upload_id: str) -> None:
+        prefix = f"{self.prefix}uploads/{upload_id}/"
+        with _storage_errors(f"delete the tails of upload {upload_id}"):
+            listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+            # One DELETE each, not DeleteObjects: that one requires a checksum header some stores refuse.
+            for item in listing.get("Contents", []):
+                self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+
+
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
+
+
+@contextmanager
+def _storage_errors(action: str, *, missing_ok: bool = False) -> Iterator[None]:
+    """Turn boto3's failures into ``StorageError``; with ``missing_ok``, a missing object is no error."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if missing_ok and code in _MISSING:
+            return
+        raise StorageError(f"storage could not {action}: {code} {error.get('Message', '')}".rstrip()) from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"storage could not {action}: {exc}") from exc
+
+
+def _chunks(body: Any, chunk_size: int, action: str) -> Iterator[bytes]:
+    try:
+        with _storage_errors(action):
+            yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()

@@ -1,0 +1,181 @@
+"""A real CRoW server process: gunicorn with ``crow/gunicorn.conf.py``, as ``make run`` starts it.
+
+The server runs on a free loopback port against the test database and the
+test's own blob root. Its tests need ``transactional_db``: the server is
+another process and only sees committed rows. Every test that uses
+``registry_server`` is marked ``realserver``; when one fails, the server's
+log is attached to its report.
+
+Authentication stays on, as in production: clients log in as a robot account
+allowed to pull, push and delete in ``team/*`` (what a CI job would use; a
+robot's secret is checked in microseconds, a user's password in most of a
+second) and go through the token service like any registry client.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from registry.auth import robots
+from registry.auth.models import DELETE, PULL, PUSH
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+_log_key = pytest.StashKey[Path]()
+
+
+REPOSITORIES = "team/*"  # what the test robot may pull, push and delete
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # http://127.0.0.1:PORT
+    host: str  # 127.0.0.1:PORT, as clients name the registry
+    log: Path
+    username: str
+    password: str
+
+    @property
+    def credentials(self) -> str:
+        """``username:password``, as skopeo's ``--creds`` takes them."""
+        return f"{self.username}:{self.password}"
+
+    def token(self, *names: str) -> str:
+        """A bearer token from the server's token service for pull, push and delete in ``names``."""
+        response = requests.get(
+            f"{self.url}/token",
+            params={"scope": [f"repository:{name}:{PULL},{PUSH},{DELETE}" for name in names]},
+            auth=(self.username, self.password),
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["token"]
+
+    def session(self, *names: str) -> requests.Session:
+        """A session that sends a token for ``names`` (default ``team/app``) with every request."""
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.token(*(names or ('team/app',)))}"
+        return session
+
+
+def database_url(settings_dict: dict[str, Any]) -> str:
+    """A DATABASE_URL for the database that ``settings_dict`` describes (the test database)."""
+    engine = settings_dict["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(settings_dict['NAME']).resolve()}"
+    if engine != "django.db.backends.postgresql":
+        raise NotImplementedError(f"no DATABASE_URL for {engine}")
+    credentials = quote(settings_dict["USER"] or "", safe="")
+    if settings_dict["PASSWORD"]:
+        credentials += ":" + quote(settings_dict["PASSWORD"], safe="")
+    host = quote(settings_dict["HOST"] or "", safe="")
+    port = f":{settings_dict['PORT']}" if settings_dict["PORT"] else ""
+    return f"postgres://{credentials}@{host}{port}/{quote(settings_dict['NAME'], safe='')}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}", pytrace=False)
+        try:
+            # Any answer will do (401 included): a worker has loaded the application.
+            requests.get(f"{url}/v2/", timeout=10)
+            return
+        except (requests.ConnectionError, requests.Timeout):
+            time.sleep(0.1)
+    pytest.fail(f"the server did not answer within {START_TIMEOUT}s:\n{log.read_text()}", pytrace=False)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    """Extra environment for the server process; override it to configure the server."""
+    return {}
+
+
+@pytest.fixture
+def registry_server(
+    request: pytest.FixtureRequest,
+    transactional_db: None,
+    blob_root: Path,
+    tmp_path: Path,
+    server_env: dict[str, str],
+) -> Iterator[Server]:
+    owner = get_user_model().objects.create_superuser("ci-owner", email="", password=None)
+    robot, secret = robots.create(owner, "ci", REPOSITORIES, frozenset({PULL, PUSH, DELETE}))
+    port = _free_port()
+    log = tmp_path / "server.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "crow.settings",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "CROW_BLOB_ROOT": str(blob_root),
+        # Whatever else the server keeps (its token signing key) stays with the test too.
+        "CROW_VAR_DIR": str(tmp_path / "var"),
+        "CROW_BIND": f"127.0.0.1:{port}",
+        "CROW_WORKERS": "2",
+        "CROW_THREADS": "4",
+        # As in production, whatever the developer's shell says.
+        "CROW_AUTH_DISABLED": "0",
+        **server_env,
+    }
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(gunicorn), "--config", "crow/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    request.node.stash[_log_key] = log
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_ready(process, url, log)
+        yield Server(url=url, host=f"127.0.0.1:{port}", log=log, username=robot.username, password=secret)
+    finally:
+        _stop(process)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "registry_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realserver)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    log = item.stash.get(_log_key, None)
+    if report.failed and report.when == "call" and log is not None and log.exists():
+        report.sections.append(("registry server log", log.read_text(errors="replace")))
+    return report

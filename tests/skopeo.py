@@ -1,0 +1,56 @@
+"""skopeo, the real client, run as a subprocess against the test server over plain HTTP.
+
+With ``creds`` (``username:password``) it logs in through the server's token
+service, as it would to any registry.
+"""
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests import ocilayout
+
+TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class Skopeo:
+    path: str
+    creds: str | None = None
+
+    def run(self, *args: str) -> bytes:
+        # --insecure-policy: no signature policy to consult, whatever /etc/containers holds.
+        result = subprocess.run([self.path, "--insecure-policy", *args], capture_output=True, timeout=TIMEOUT)
+        assert result.returncode == 0, f"skopeo {' '.join(args)}:\n{result.stderr.decode()}"
+        return result.stdout
+
+    def push(self, layout: Path, tag: str, destination: str, *options: str) -> None:
+        """Copy ``layout:tag`` to ``destination`` (host/name:tag); ``--all`` for every platform."""
+        self.run(
+            "copy",
+            *options,
+            *self._creds("--dest-creds"),
+            "--dest-tls-verify=false",
+            f"oci:{layout}:{tag}",
+            f"docker://{destination}",
+        )
+
+    def pull(self, source: str, layout: Path, tag: str, *options: str) -> None:
+        self.run(
+            "copy",
+            *options,
+            *self._creds("--src-creds"),
+            "--src-tls-verify=false",
+            f"docker://{source}",
+            f"oci:{layout}:{tag}",
+        )
+
+    def manifest_digest(self, reference: str) -> str:
+        """The digest of the manifest bytes the registry serves for ``reference``."""
+        raw = self.run(
+            "inspect", "--raw", *self._creds("--creds"), "--tls-verify=false", f"docker://{reference}"
+        )
+        return ocilayout.sha256(raw)
+
+    def _creds(self, option: str) -> tuple[str, ...]:
+        return (f"{option}={self.creds}",) if self.creds else ()

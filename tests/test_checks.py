@@ -1,0 +1,114 @@
+"""The system checks of ``registry.checks``, one test per check and outcome."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from registry import checks
+
+POSTGRESQL = "django.db.backends.postgresql"
+SQLITE = "django.db.backends.sqlite3"
+STRONG_KEY = "a-long-random-production-secret-key-0123456789-abcdefghij"
+
+
+def databases(engine: str) -> dict[str, Any]:
+    # Only the checks read this copy: the open test connection is untouched.
+    return {"default": {**settings.DATABASES["default"], "ENGINE": engine}}
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [message.id for message in messages]
+
+
+pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+
+
+def test_it_refuses_the_development_secret_key_in_production() -> None:
+    with override_settings(DEBUG=False, DATABASES=databases(POSTGRESQL)):
+        assert ids(checks.check_secret_key()) == ["crow.E001"]
+
+
+def test_it_only_warns_of_the_development_secret_key_on_the_embedded_database() -> None:
+    with override_settings(DEBUG=False, DATABASES=databases(SQLITE)):
+        assert ids(checks.check_secret_key()) == ["crow.W001"]
+
+
+def test_it_accepts_a_real_secret_key() -> None:
+    with override_settings(DEBUG=False, SECRET_KEY=STRONG_KEY, DATABASES=databases(POSTGRESQL)):
+        assert checks.check_secret_key() == []
+
+
+def test_it_accepts_the_development_secret_key_in_debug() -> None:
+    with override_settings(DEBUG=True, DATABASES=databases(POSTGRESQL)):
+        assert checks.check_secret_key() == []
+
+
+def test_it_creates_a_missing_blob_root(tmp_path: Path) -> None:
+    root = tmp_path / "new" / "blobs"
+    with override_settings(CROW_STORAGE="filesystem", CROW_BLOB_ROOT=root):
+        assert checks.check_blob_root() == []
+    assert root.is_dir()
+
+
+def test_it_refuses_a_blob_root_that_cannot_be_created(tmp_path: Path) -> None:
+    # Under a regular file: no directory can be made there, not even by root.
+    (tmp_path / "file").write_bytes(b"")
+    with override_settings(CROW_STORAGE="filesystem", CROW_BLOB_ROOT=tmp_path / "file" / "blobs"):
+        assert ids(checks.check_blob_root()) == ["crow.E002"]
+
+
+def test_it_ignores_the_blob_root_for_s3_storage(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with override_settings(CROW_STORAGE="s3", CROW_BLOB_ROOT=tmp_path / "file" / "blobs"):
+        assert checks.check_blob_root() == []
+
+
+def test_it_refuses_a_default_page_larger_than_the_largest_page() -> None:
+    with override_settings(CROW_PAGE_SIZE=100, CROW_MAX_PAGE_SIZE=50):
+        assert ids(checks.check_page_sizes()) == ["crow.E003"]
+
+
+def test_it_accepts_equal_page_sizes() -> None:
+    with override_settings(CROW_PAGE_SIZE=100, CROW_MAX_PAGE_SIZE=100):
+        assert checks.check_page_sizes() == []
+
+
+def test_it_warns_of_sqlite_in_production() -> None:
+    with override_settings(DEBUG=False, DATABASES=databases(SQLITE)):
+        assert ids(checks.check_production_database()) == ["crow.W002"]
+
+
+def test_it_accepts_sqlite_in_debug() -> None:
+    with override_settings(DEBUG=True, DATABASES=databases(SQLITE)):
+        assert checks.check_production_database() == []
+
+
+def test_it_accepts_postgresql_in_production() -> None:
+    with override_settings(DEBUG=False, DATABASES=databases(POSTGRESQL)):
+        assert checks.check_production_database() == []
+
+
+def test_it_refuses_s3_storage_without_a_bucket() -> None:
+    with override_settings(CROW_STORAGE="s3", CROW_S3_BUCKET=""):
+        assert ids(checks.check_s3_bucket()) == ["crow.E004"]
+
+
+def test_it_accepts_s3_storage_with_a_bucket() -> None:
+    with override_settings(CROW_STORAGE="s3", CROW_S3_BUCKET="blobs"):
+        assert checks.check_s3_bucket() == []
+
+
+def test_it_registers_the_checks() -> None:
+    from django.core import checks as django_checks
+
+    registered = set(django_checks.registry.registry.get_checks())
+    assert {
+        checks.check_secret_key,
+        checks.check_blob_root,
+        checks.check_page_sizes,
+        checks.check_production_database,
+        checks.check_s3_bucket,
+    } <= registered
