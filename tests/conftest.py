@@ -24,6 +24,25 @@ from tests.skopeo import Skopeo  # noqa: E402
 pytest_plugins = ["tests.server", "tests.s3server"]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``all_backends`` run once on the filesystem store and once on S3 (moto)."""
+    if metafunc.definition.get_closest_marker("all_backends"):
+        metafunc.fixturenames.append("storage_backend")
+        metafunc.parametrize("storage_backend", ["filesystem", "s3"], indirect=True)
+
+
+@pytest.fixture
+def storage_backend(request: pytest.FixtureRequest) -> str:
+    """The blob store a parametrised test runs on; S3 means a fresh bucket on moto's server.
+
+    In-process tests read blob bytes from the response, so S3 downloads are
+    proxied here; ``test_real_s3`` follows the redirects with real clients.
+    """
+    if request.param == "s3":
+        request.getfixturevalue("s3_settings").CROW_S3_REDIRECT = False
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def open_registry(request: pytest.FixtureRequest, settings: Settings) -> None:
     """Protocol tests run against an open registry; tests marked ``auth`` keep authentication on."""

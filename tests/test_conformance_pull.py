@@ -5,7 +5,7 @@ from django.test import Client
 
 from tests import oci
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.all_backends]
 
 NAME = "conformance/pull"
 TAG = "latest"

@@ -30,6 +30,7 @@ def finish(client, url: str, data: bytes = b"") -> object:
     return client.put(oci.with_query(url, digest=oci.sha256(DATA)), data=data, content_type=oci.OCTET_STREAM)
 
 
+@pytest.mark.all_backends
 def test_it_appends_a_streamed_patch_without_content_range(client) -> None:
     url = oci.start_upload(client, NAME)
     first = client.generic("PATCH", url, data=DATA[:1000], content_type=oci.OCTET_STREAM)
@@ -39,6 +40,7 @@ def test_it_appends_a_streamed_patch_without_content_range(client) -> None:
     assert finish(client, second["Location"]).status_code == 201
 
 
+@pytest.mark.all_backends
 def test_it_refuses_a_content_range_that_disagrees_with_the_body(client) -> None:
     url = oci.start_upload(client, NAME)
     response = client.generic(
@@ -48,6 +50,7 @@ def test_it_refuses_a_content_range_that_disagrees_with_the_body(client) -> None
     assert status(client, url) == "0-0"
 
 
+@pytest.mark.all_backends
 def test_it_commits_nothing_of_a_body_that_breaks_off(client) -> None:
     url = oci.start_upload(client, NAME)
     oci.patch_chunk(client, url, DATA[:1000], 0)
@@ -64,6 +67,7 @@ def test_it_commits_nothing_of_a_body_that_breaks_off(client) -> None:
     assert oci.content(client.get(f"/v2/{NAME}/blobs/{oci.sha256(DATA)}")) == DATA
 
 
+@pytest.mark.all_backends
 def test_it_refuses_a_chunk_while_another_request_writes(client) -> None:
     url = oci.start_upload(client, NAME)
     Upload.objects.update(claim=uuid.uuid4(), claimed_until=timezone.now() + timedelta(minutes=5))
@@ -73,6 +77,7 @@ def test_it_refuses_a_chunk_while_another_request_writes(client) -> None:
     assert upload_of(url).offset == 0
 
 
+@pytest.mark.all_backends
 def test_it_takes_over_the_claim_of_a_request_that_died(client) -> None:
     url = oci.start_upload(client, NAME)
     Upload.objects.update(claim=uuid.uuid4(), claimed_until=timezone.now() - timedelta(seconds=1))
@@ -80,6 +85,7 @@ def test_it_takes_over_the_claim_of_a_request_that_died(client) -> None:
     assert finish(client, url).status_code == 201
 
 
+@pytest.mark.all_backends
 def test_it_keeps_the_upload_when_the_digest_is_missing(client) -> None:
     url = oci.start_upload(client, NAME)
     oci.patch_chunk(client, url, DATA, 0)
@@ -98,6 +104,7 @@ def test_it_forgets_an_upload_whose_digest_does_not_match(client, blob_root: Pat
     assert [path for path in blob_root.rglob("*") if path.is_file()] == []
 
 
+@pytest.mark.all_backends
 def test_it_verifies_uploads_with_sha256_only(client) -> None:
     digest = "sha512:" + "a" * 128
     response = client.post(
@@ -127,6 +134,7 @@ def test_it_stores_the_same_bytes_once(client, blob_root: Path) -> None:
     assert [path.read_bytes() for path in blob_root.rglob("*") if path.is_file()] == [DATA]
 
 
+@pytest.mark.all_backends
 def test_it_keeps_bytes_another_repository_uses_when_a_blob_is_deleted(client, blob_root: Path) -> None:
     blob = oci.Blob(DATA)
     oci.push_blob(client, NAME, blob)
@@ -143,6 +151,7 @@ def test_it_removes_the_bytes_of_a_cancelled_upload(client, blob_root: Path) -> 
     oci.assert_error(oci.patch_chunk(client, url, DATA, 0), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
+@pytest.mark.all_backends
 def test_it_does_not_continue_an_upload_from_another_repository(client) -> None:
     url = oci.start_upload(client, NAME)
     stolen = url.replace(f"/v2/{NAME}/", "/v2/other/app/")
