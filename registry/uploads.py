@@ -102,6 +102,12 @@ def cancel(upload: Upload) -> None:
     Upload.objects.filter(pk=upload.pk).delete()
 
 
+def cancel_claimed(upload: Upload) -> None:
+    """Cancel an upload no request is writing to (raises ``RegistryError`` if one is, or it moved on)."""
+    with _claimed(upload, None):
+        cancel(upload)
+
+
 def mount(repository: Repository, digest: str, source: str | None) -> Blob | None:
     """Link an existing blob into ``repository`` (from ``source``, or from anywhere when None)."""
     blobs = Blob.objects.filter(digest=digest)

@@ -1,0 +1,71 @@
+"""Abandoned upload sessions: find them and free what they stored.
+
+An upload is abandoned when no request touched it for ``older_than`` and no
+request holds it now. Each one is claimed first (the same claim a PATCH
+takes), so a client that comes back at that moment either finishes before
+the purge or finds its upload gone (``BLOB_UPLOAD_UNKNOWN``), never half of
+it. The store frees the bytes (a temp file, or a multipart upload and its
+tail object) before the row goes, so a failure leaves the row to retry.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from registry import uploads
+from registry.errors import RegistryError
+from registry.models import Upload
+from registry.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PurgeReport:
+    uploads: int = 0
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self, dry_run: bool) -> str:
+        verb = "would purge" if dry_run else "purged"
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        return f"{verb} {self.uploads} uploads, {self.bytes} bytes{failed} in {self.seconds:.1f}s"
+
+
+def abandoned(older_than: timedelta) -> "list[Upload]":
+    now = timezone.now()
+    return list(
+        Upload.objects.select_related("repository")
+        .filter(updated__lt=now - older_than)
+        .filter(Q(claim__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("updated")
+    )
+
+
+def purge_uploads(
+    older_than: timedelta, dry_run: bool = False, progress: Callable[[Upload], None] | None = None
+) -> PurgeReport:
+    started = time.monotonic()
+    report = PurgeReport()
+    for upload in abandoned(older_than):
+        if progress:
+            progress(upload)
+        if not dry_run:
+            try:
+                uploads.cancel_claimed(upload)
+            except RegistryError:
+                continue  # a client took it up again, or another purge got there first
+            except StorageError as exc:
+                log.warning("could not purge upload %s: %s", upload.id.hex, exc)
+                report.failed.append(upload.id.hex)
+                continue
+        report.uploads += 1
+        report.bytes += upload.offset
+    report.seconds = time.monotonic() - started
+    return report
