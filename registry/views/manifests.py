@@ -1,7 +1,7 @@
 """Manifests: ``GET``/``HEAD``/``PUT``/``DELETE /v2/<name>/manifests/<reference>``."""
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
 from registry import errors, manifests, mediatypes, responses
@@ -42,7 +42,14 @@ def put_manifest(request: HttpRequest, name: str, reference: str) -> HttpRespons
             detail={"reference": ref.digest, "computed": digest},
         )
     parsed = manifests.parse(content, request.META.get("CONTENT_TYPE"))
-    _store(name, digest, content, parsed, ref.tag)
+    try:
+        _store(name, digest, content, parsed, ref.tag)
+    except IntegrityError as exc:
+        # A blob or child manifest went (garbage collection, a delete) between the
+        # check and the commit: the database's foreign keys refused the reference.
+        raise RegistryError(
+            errors.MANIFEST_BLOB_UNKNOWN, "a referenced blob or manifest was deleted meanwhile; push it again"
+        ) from exc
     return responses.manifest_created(name, digest, parsed.subject)
 
 
