@@ -127,7 +127,7 @@ CROW_S3_PRESIGN_EXPIRY = env.duration("CROW_S3_PRESIGN_EXPIRY", "5m")
 CROW_S3_PUBLIC_URL = env.string("CROW_S3_PUBLIC_URL", "")
 
 # --- Protocol ------------------------------------------------------------------
-# Smallest PATCH chunk a client should send (advertised as OCI-Chunk-Min-Length).
+# Smallest PATCH chunk clients are asked to send (OCI-Chunk-Min-Length); 0: the store's preference.
 CROW_CHUNK_MIN_LENGTH = env.integer("CROW_CHUNK_MIN_LENGTH", 0, minimum=0)
 # Bytes read from a request body at a time while streaming a blob.
 CROW_STREAM_BUFFER = env.integer("CROW_STREAM_BUFFER", 1024 * 1024, minimum=4096)

@@ -63,8 +63,7 @@ def upload_progress(name: str, upload_id: str, offset: int, status: int = 202) -
 
 def upload_started(name: str, upload_id: str, chunk_min_length: int) -> HttpResponse:
     response = upload_progress(name, upload_id, 0)
-    if chunk_min_length:
-        response["OCI-Chunk-Min-Length"] = str(chunk_min_length)
+    response["OCI-Chunk-Min-Length"] = str(chunk_min_length)
     return response
 
 

@@ -166,3 +166,11 @@ def test_it_answers_503_when_storage_fails(client, settings, tmp_path: Path) -> 
     oci.assert_error(response, 503, "UNKNOWN")
     assert response["Retry-After"]
     assert not Upload.objects.exists()
+
+
+@pytest.mark.all_backends
+def test_it_advertises_the_chunk_size_the_store_prefers(client, storage_backend: str) -> None:
+    response = client.post(f"/v2/{NAME}/blobs/uploads/")
+    assert response["OCI-Chunk-Min-Length"] == (
+        "0" if storage_backend == "filesystem" else str(5 * 1024 * 1024)
+    )

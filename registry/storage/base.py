@@ -54,6 +54,9 @@ Download = LocalFile | Redirect | Stream
 
 
 class BlobStore(ABC):
+    #: The chunk size clients are asked to send at least (``OCI-Chunk-Min-Length``); 0 for none.
+    preferred_chunk_size: int = 0
+
     @abstractmethod
     def start_upload(self, upload_id: str) -> dict:
         """Prepare a new upload; returns its initial state."""

@@ -87,6 +87,8 @@ class S3Store(BlobStore):
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.part_size = part_size
+        # Chunks of whole parts never wait in a tail object between requests.
+        self.preferred_chunk_size = part_size
         self.redirect = redirect
         self.presign_expiry = presign_expiry
         self.public_url = public_url.rstrip("/")

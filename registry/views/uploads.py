@@ -17,6 +17,7 @@ from registry.bodies import Body
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
 from registry.models import Blob, Repository
+from registry.storage import blob_store
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 
@@ -39,7 +40,8 @@ def start_upload(request: HttpRequest, name: str) -> HttpResponse:
     if digest is not None:
         blob = uploads.finish(upload, _body(request), None, digest)
         return responses.blob_created(name, blob.digest)
-    return responses.upload_started(name, upload.id.hex, settings.CROW_CHUNK_MIN_LENGTH)
+    chunk_min_length = settings.CROW_CHUNK_MIN_LENGTH or blob_store().preferred_chunk_size
+    return responses.upload_started(name, upload.id.hex, chunk_min_length)
 
 
 def _mount(request: HttpRequest, repository: Repository, digest: str, source: str | None) -> Blob | None:
