@@ -138,6 +138,10 @@ CROW_PAGE_SIZE = env.integer("CROW_PAGE_SIZE", 1000, minimum=1)
 CROW_MAX_PAGE_SIZE = env.integer("CROW_MAX_PAGE_SIZE", 10000, minimum=1)
 CROW_DELETE_ENABLED = env.boolean("CROW_DELETE_ENABLED", default=True)
 
+# --- Garbage collection (manage.py gc) ----------------------------------------------
+# What was pushed, linked or stored this recently is never collected: it may belong to a push in flight.
+CROW_GC_GRACE_PERIOD = env.duration("CROW_GC_GRACE_PERIOD", "1h")
+
 # --- Authentication -------------------------------------------------------------
 # Open the registry to everyone, anonymous included, to pull, push and delete: local development only.
 CROW_AUTH_DISABLED = env.boolean("CROW_AUTH_DISABLED", default=False)

@@ -5,11 +5,15 @@ a blob only through a ``RepositoryBlob`` link, made by a push, a mount or a
 manifest that references it. Manifests keep the exact bytes as pushed.
 """
 
+import re
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from registry.auth import patterns
 
 
 class RepositoryManager(models.Manager["Repository"]):
@@ -234,3 +238,54 @@ class Upload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository.name} upload {self.id.hex}"
+
+
+def validate_regex(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"not a regular expression: {exc}") from None
+
+
+class RetentionRule(models.Model):
+    """What ``manage.py gc`` removes by itself in the repositories ``pattern`` covers.
+
+    Of the tags whose name matches ``tag_pattern`` in full, a tag goes when it is
+    not among the newest ``keep_latest`` and was last pushed more than
+    ``max_age_days`` ago (either limit alone when the other is empty), unless
+    ``protected_tags`` of any rule covering the repository matches it.
+    ``untagged_after_days`` deletes manifests nothing references after that long.
+    ``registry.retention`` applies the rules.
+    """
+
+    pattern = models.CharField(max_length=257, validators=[patterns.validate], help_text="team/app, team/* or *")
+    tag_pattern = models.CharField(
+        max_length=255,
+        default=".*",
+        validators=[validate_regex],
+        help_text="regular expression: the tags this rule manages match it in full",
+    )
+    keep_latest = models.PositiveIntegerField(
+        null=True, blank=True, help_text="keep the N most recently pushed matching tags"
+    )
+    max_age_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="delete matching tags last pushed more than D days ago"
+    )
+    untagged_after_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="delete manifests no tag or index references after D days"
+    )
+    protected_tags = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        validators=[validate_regex],
+        help_text="regular expression: tags matching it in full are never removed (e.g. latest|v\\d+.*)",
+    )
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pattern", "id"]
+
+    def __str__(self) -> str:
+        return f"retention for {self.pattern}"

@@ -15,7 +15,8 @@ upload in place, so a commit copies nothing).
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from datetime import datetime
+from typing import BinaryIO, NamedTuple
 
 
 class StorageError(Exception):
@@ -51,6 +52,20 @@ class Stream:
 
 
 Download = LocalFile | Redirect | Stream
+
+
+class StoredObject(NamedTuple):
+    """Something the store holds, as garbage collection's storage sweep sees it.
+
+    ``upload_id`` is the upload session that wrote it: a blob's key names it
+    too. ``is_blob``: a committed blob (deleted with ``delete(key)``), else a
+    leftover of an upload (freed with ``abort(upload_id, {})``).
+    """
+
+    key: str
+    modified: datetime
+    upload_id: str
+    is_blob: bool
 
 
 class BlobStore(ABC):
@@ -90,3 +105,7 @@ class BlobStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the blob at ``key``; a missing one is not an error."""
+
+    def iter_keys(self) -> Iterator[StoredObject]:
+        """Every blob object and upload leftover in the store, in no particular order, listed lazily."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its objects")

@@ -12,9 +12,10 @@ bytes of a newer upload of the same digest.
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from registry.storage.base import BlobStore, Download, LocalFile, StorageError
+from registry.storage.base import BlobStore, Download, LocalFile, StorageError, StoredObject
 
 
 class FilesystemStore(BlobStore):
@@ -95,6 +96,18 @@ class FilesystemStore(BlobStore):
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # the digest's directory, once its last copy is gone
+
+    def iter_keys(self) -> Iterator[StoredObject]:
+        for directory, is_blob in ((self.blobs, True), (self.uploads, False)):
+            for parent, _, names in os.walk(directory):
+                for name in names:
+                    path = Path(parent) / name
+                    try:
+                        modified = path.stat().st_mtime
+                    except FileNotFoundError:
+                        continue  # deleted or committed while we listed
+                    key = path.relative_to(self.root).as_posix()
+                    yield StoredObject(key, datetime.fromtimestamp(modified, UTC), name, is_blob)
 
 
 def _fsync_directory(path: Path) -> None:

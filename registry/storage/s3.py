@@ -50,7 +50,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from registry.storage.base import BlobStore, Download, Redirect, StorageError, Stream
+from registry.storage.base import BlobStore, Download, Redirect, StorageError, StoredObject, Stream
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,22 @@ class S3Store(BlobStore):
     def delete(self, key: str) -> None:
         with _storage_errors(f"delete {key}"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def iter_keys(self) -> Iterator[StoredObject]:
+        """Blobs, tails, and multipart uploads not completed yet (leftovers of their upload too)."""
+        blobs, uploads = f"{self.prefix}blobs/", f"{self.prefix}uploads/"
+        with _storage_errors("list the bucket"):
+            for prefix in (blobs, uploads):
+                pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        upload_id = item["Key"].removeprefix(prefix).split("/", 1)[0]
+                        yield StoredObject(item["Key"], item["LastModified"], upload_id, prefix == blobs)
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=blobs)
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    upload_id = upload["Key"].removeprefix(blobs)
+                    yield StoredObject(upload["Key"], upload["Initiated"], upload_id, False)
 
     def _read_tail(self, upload_id: str, parts: int, tail: int) -> bytes:
         # Only the first ``tail`` bytes: a write whose state was not saved may have stored more.
