@@ -258,7 +258,9 @@ class RetentionRule(models.Model):
     ``registry.retention`` applies the rules.
     """
 
-    pattern = models.CharField(max_length=257, validators=[patterns.validate], help_text="team/app, team/* or *")
+    pattern = models.CharField(
+        max_length=257, validators=[patterns.validate], help_text="team/app, team/* or *"
+    )
     tag_pattern = models.CharField(
         max_length=255,
         default=".*",

@@ -231,12 +231,16 @@ class S3Store(BlobStore):
         blobs, uploads = f"{self.prefix}blobs/", f"{self.prefix}uploads/"
         with _storage_errors("list the bucket"):
             for prefix in (blobs, uploads):
-                pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+                pages = self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix
+                )
                 for page in pages:
                     for item in page.get("Contents", []):
                         upload_id = item["Key"].removeprefix(prefix).split("/", 1)[0]
                         yield StoredObject(item["Key"], item["LastModified"], upload_id, prefix == blobs)
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=blobs)
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=blobs
+            )
             for page in pages:
                 for upload in page.get("Uploads", []):
                     upload_id = upload["Key"].removeprefix(blobs)
