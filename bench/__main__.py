@@ -242,7 +242,7 @@ def _header(args: argparse.Namespace, workers: int) -> list[str]:
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = f"{args.repetitions} repetition{'s' if args.repetitions > 1 else ''}"
     return [
-        f"{today}, `python -m bench {' '.join(sys.argv[1:])}`: {runs}, median ±half the range; "
+        f"{today}, `{' '.join(['python -m bench', *sys.argv[1:]])}`: {runs}, median ±half the range; "
         f"load runs of {args.duration} s.  ",
         f"Machine: {machine.describe()}.  ",
         f"Reference: {version('docker-registry', '--version')}.  ",

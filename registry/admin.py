@@ -12,7 +12,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from registry.models import Blob, Manifest, Repository, Tag, Upload
+from registry.models import Blob, Manifest, Repository, RetentionRule, Tag, Upload
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -130,3 +130,21 @@ class UploadAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False  # an upload's stored bytes are freed by purge_uploads, not by deleting the row
+
+
+@admin.register(RetentionRule)
+class RetentionRuleAdmin(admin.ModelAdmin):
+    """Rules that ``manage.py gc`` applies: preview them with ``manage.py gc --dry-run``."""
+
+    list_display = [
+        "pattern",
+        "tag_pattern",
+        "keep_latest",
+        "max_age_days",
+        "untagged_after_days",
+        "protected_tags",
+        "enabled",
+    ]
+    list_filter = ["enabled"]
+    search_fields = ["pattern", "tag_pattern"]
+    readonly_fields = ["created"]

@@ -291,3 +291,9 @@ class RetentionRule(models.Model):
 
     def __str__(self) -> str:
         return f"retention for {self.pattern}"
+
+    def clean(self) -> None:
+        if self.keep_latest is None and self.max_age_days is None and self.untagged_after_days is None:
+            raise ValidationError(
+                "give keep latest, max age days or untagged after days: the rule does nothing"
+            )

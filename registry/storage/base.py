@@ -59,13 +59,15 @@ class StoredObject(NamedTuple):
 
     ``upload_id`` is the upload session that wrote it: a blob's key names it
     too. ``is_blob``: a committed blob (deleted with ``delete(key)``), else a
-    leftover of an upload (freed with ``abort(upload_id, {})``).
+    leftover of an upload (freed with ``abort(upload_id, {})``). ``size`` is 0
+    for an S3 multipart upload in progress.
     """
 
     key: str
     modified: datetime
     upload_id: str
     is_blob: bool
+    size: int
 
 
 class BlobStore(ABC):

@@ -103,11 +103,12 @@ class FilesystemStore(BlobStore):
                 for name in names:
                     path = Path(parent) / name
                     try:
-                        modified = path.stat().st_mtime
+                        stat = path.stat()
                     except FileNotFoundError:
                         continue  # deleted or committed while we listed
                     key = path.relative_to(self.root).as_posix()
-                    yield StoredObject(key, datetime.fromtimestamp(modified, UTC), name, is_blob)
+                    modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+                    yield StoredObject(key, modified, name, is_blob, stat.st_size)
 
 
 def _fsync_directory(path: Path) -> None:

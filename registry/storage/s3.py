@@ -237,14 +237,15 @@ class S3Store(BlobStore):
                 for page in pages:
                     for item in page.get("Contents", []):
                         upload_id = item["Key"].removeprefix(prefix).split("/", 1)[0]
-                        yield StoredObject(item["Key"], item["LastModified"], upload_id, prefix == blobs)
+                        modified, size = item["LastModified"], item["Size"]
+                        yield StoredObject(item["Key"], modified, upload_id, prefix == blobs, size)
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=blobs
             )
             for page in pages:
                 for upload in page.get("Uploads", []):
                     upload_id = upload["Key"].removeprefix(blobs)
-                    yield StoredObject(upload["Key"], upload["Initiated"], upload_id, False)
+                    yield StoredObject(upload["Key"], upload["Initiated"], upload_id, False, 0)
 
     def _read_tail(self, upload_id: str, parts: int, tail: int) -> bytes:
         # Only the first ``tail`` bytes: a write whose state was not saved may have stored more.
