@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run-$(shell cat requirements.txt | sha256sum | cut -c1-16)
 DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 
-.PHONY: run test lint format
+.PHONY: run test lint format bench
 
 # The embedded default is a registry for one developer: open, so that a push
 # works at once. Set CROW_AUTH_DISABLED=0 (and see the README) for accounts.
@@ -24,6 +24,10 @@ run: $(RUN_STAMP)
 
 test: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# CRoW against the reference registry, side by side (a few minutes; not part of `make test`).
+bench: $(DEV_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
