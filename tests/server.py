@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class Server:
     log: Path
     username: str
     password: str
+    env: dict[str, str]  # the process's environment: another replica starts from it
 
     @property
     def credentials(self) -> str:
@@ -87,7 +89,7 @@ def database_url(settings_dict: dict[str, Any]) -> str:
     return f"postgres://{credentials}@{host}{port}/{quote(settings_dict['NAME'], safe='')}"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -132,7 +134,7 @@ def registry_server(
 ) -> Iterator[Server]:
     owner = get_user_model().objects.create_superuser("ci-owner", email="", password=None)
     robot, secret = robots.create(owner, "ci", REPOSITORIES, frozenset({PULL, PUSH, DELETE}))
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
     env = {
         **os.environ,
@@ -148,6 +150,21 @@ def registry_server(
         "CROW_AUTH_DISABLED": "0",
         **server_env,
     }
+    request.node.stash[_log_key] = log
+    with running(env, log) as url:
+        yield Server(
+            url=url,
+            host=url.removeprefix("http://"),
+            log=log,
+            username=robot.username,
+            password=secret,
+            env=env,
+        )
+
+
+@contextmanager
+def running(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A gunicorn process with ``env`` (``CROW_BIND`` says where) until the block ends; yields its URL."""
     gunicorn = Path(sys.executable).parent / "gunicorn"
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -157,11 +174,10 @@ def registry_server(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    request.node.stash[_log_key] = log
     try:
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{env['CROW_BIND']}"
         _wait_until_ready(process, url, log)
-        yield Server(url=url, host=f"127.0.0.1:{port}", log=log, username=robot.username, password=secret)
+        yield url
     finally:
         _stop(process)
 
