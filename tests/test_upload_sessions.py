@@ -174,3 +174,14 @@ def test_it_advertises_the_chunk_size_the_store_prefers(client, storage_backend:
     assert response["OCI-Chunk-Min-Length"] == (
         "0" if storage_backend == "filesystem" else str(5 * 1024 * 1024)
     )
+
+
+def test_it_answers_503_and_keeps_the_offset_when_the_bucket_is_unreachable(client, s3_settings) -> None:
+    url = oci.start_upload(client, NAME)
+    s3_settings.CROW_S3_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
+    chunk = b"x" * (6 * 1024 * 1024)  # more than a part: the store must be written
+    response = oci.patch_chunk(client, url, chunk, 0)
+    oci.assert_error(response, 503, "UNKNOWN")
+    assert response["Retry-After"]
+    assert upload_of(url).offset == 0
+    assert not Blob.objects.exists()
