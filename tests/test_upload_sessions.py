@@ -185,3 +185,17 @@ def test_it_answers_503_and_keeps_the_offset_when_the_bucket_is_unreachable(clie
     assert response["Retry-After"]
     assert upload_of(url).offset == 0
     assert not Blob.objects.exists()
+
+
+def test_it_leaves_nothing_in_the_bucket_when_the_digest_does_not_match(
+    client, s3_settings, s3_server, s3_bucket
+) -> None:
+    url = oci.start_upload(client, NAME)
+    oci.patch_chunk(client, url, b"y" * (6 * 1024 * 1024), 0)  # a part and a tail object
+    wrong = oci.sha256(b"something else")
+    response = client.put(oci.with_query(url, digest=wrong), data=b"", content_type=oci.OCTET_STREAM)
+    oci.assert_error(response, 400, "DIGEST_INVALID")
+    s3 = s3_server.client()
+    assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    assert not s3.list_objects_v2(Bucket=s3_bucket).get("Contents")
+    assert not Blob.objects.exists()
