@@ -121,8 +121,13 @@ def reference(work: Path) -> Iterator[Server]:
 
 
 @contextmanager
-def crow(work: Path, postgres: str, workers: int | None, threads: int | None) -> Iterator[Server]:
-    """CRoW on a database created for this run and dropped after it, whatever happens."""
+def crow(
+    work: Path, postgres: str, workers: int | None, threads: int | None, extra: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """CRoW on a database created for this run and dropped after it, whatever happens.
+
+    ``extra`` adds or overrides environment variables (``bench.hotpath`` compares settings with it).
+    """
     root = _fresh(work / "crow")
     port = free_port()
     env = {
@@ -137,11 +142,14 @@ def crow(work: Path, postgres: str, workers: int | None, threads: int | None) ->
         "CROW_BIND": f"127.0.0.1:{port}",
         # Both registries serve anonymous clients: the benchmark measures the protocol, not logins.
         "CROW_AUTH_DISABLED": "1",
+        # The reference logs at "warn" (REFERENCE_CONFIG), so no line per request: neither does CRoW.
+        "CROW_ACCESS_LOG": "0",
     }
     if workers:
         env["CROW_WORKERS"] = str(workers)
     if threads:
         env["CROW_THREADS"] = str(threads)
+    env.update(extra or {})
     log = root / "server.log"
     _psql(postgres, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     _psql(postgres, f"CREATE DATABASE {DATABASE}")

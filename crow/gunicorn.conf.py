@@ -18,7 +18,8 @@ timeout = 30
 graceful_timeout = 30
 keepalive = 5
 
-accesslog = "-"
+# One line per request on stdout; CROW_ACCESS_LOG=0 saves its cost (see .env.example).
+accesslog = "-" if env.boolean("CROW_ACCESS_LOG", default=True) else None
 errorlog = "-"
 loglevel = env.string("CROW_LOG_LEVEL", "info").lower()
 

@@ -83,6 +83,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     # SQLite creates the file, not its folder: a fresh checkout has no var/ yet.
     VAR_DIR.mkdir(parents=True, exist_ok=True)
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boolean(
+    "CROW_DB_PREPARE", default=True
+):
+    # Parameters bound by the server, and a statement that a connection runs
+    # five times prepared (psycopg's threshold; Django turns it off by
+    # default): PostgreSQL then stops parsing and planning the hot reads of
+    # registry.hotpath and the ORM's repeated queries on every request.
+    # CROW_DB_PREPARE=0 behind a pooler that cannot keep prepared statements.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -48,10 +48,6 @@ class Repository(models.Model):
 
 
 class BlobManager(models.Manager["Blob"]):
-    def in_repository(self, name: str, digest: str) -> "Blob | None":
-        """One query: the blob if ``digest`` is linked into repository ``name``."""
-        return self.filter(digest=digest, repositories__name=name).first()
-
     def record(self, digest: str, size: int, key: str) -> "Blob":
         """The row for a stored blob, created if this is its first upload.
 
@@ -100,14 +96,6 @@ class RepositoryBlob(models.Model):
 
 
 class ManifestManager(models.Manager["Manifest"]):
-    def by_tag(self, name: str, tag: str) -> "Manifest | None":
-        """One query: the manifest tag ``tag`` points at in repository ``name``."""
-        return self.filter(repository__name=name, tags__name=tag).first()
-
-    def by_digest(self, name: str, digest: str) -> "Manifest | None":
-        """One query: the manifest ``digest`` in repository ``name``."""
-        return self.filter(repository__name=name, digest=digest).first()
-
     def referrers(self, name: str, subject: str, artifact_type: str | None) -> models.QuerySet["Manifest"]:
         found = self.filter(repository__name=name, subject=subject).order_by("digest")
         if artifact_type:

@@ -12,6 +12,7 @@ breaks off commits nothing.
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 import rehashes
@@ -44,7 +45,7 @@ def find(name: str, upload_id: str) -> Upload:
 def append(upload: Upload, body: Body, start: int | None) -> Upload:
     """Add a chunk (``start`` from ``Content-Range``, or None for a streamed PATCH)."""
     with _claimed(upload, start) as claim:
-        _write(upload, body, claim)
+        _write(upload, body, claim.id)
         _save(upload, claim)
     return upload
 
@@ -56,15 +57,17 @@ def finish(upload: Upload, body: Body, start: int | None, digest: str) -> Blob:
             errors.DIGEST_INVALID, "uploads are verified with sha256 only", detail={"digest": digest}
         )
     with _claimed(upload, start) as claim:
-        _write(upload, body, claim)
+        _write(upload, body, claim.id)
         computed = "sha256:" + rehashes.PySha256.deserialize(upload.hash_state).finalize()
         if computed != digest:
             cancel(upload)
+            claim.held = False
             raise RegistryError(
                 errors.DIGEST_INVALID,
                 detail={"expected": digest, "computed": computed, "size": upload.offset},
             )
         blob = _store_blob(upload, digest)
+        claim.held = False  # the session is gone
     return blob
 
 
@@ -77,7 +80,9 @@ def _store_blob(upload: Upload, digest: str) -> Blob:
     """
     store = blob_store()
     with transaction.atomic():
-        blob = Blob.objects.select_for_update().filter(digest=digest).first()
+        # NO KEY UPDATE: it excludes gc's FOR UPDATE, not the KEY SHARE that a concurrent manifest
+        # PUT's foreign key takes at commit (FOR UPDATE deadlocked with that PUT's link insert).
+        blob = Blob.objects.select_for_update(no_key=True).filter(digest=digest).first()
         if blob is not None:
             _link_and_close(upload, blob)
     if blob is not None:
@@ -104,18 +109,25 @@ def cancel(upload: Upload) -> None:
 
 def cancel_claimed(upload: Upload) -> None:
     """Cancel an upload no request is writing to (raises ``RegistryError`` if one is, or it moved on)."""
-    with _claimed(upload, None):
+    with _claimed(upload, None) as claim:
         cancel(upload)
+        claim.held = False
 
 
 def mount(repository: Repository, digest: str, source: str | None) -> Blob | None:
-    """Link an existing blob into ``repository`` (from ``source``, or from anywhere when None)."""
-    blobs = Blob.objects.filter(digest=digest)
-    if source is not None:
-        blobs = blobs.filter(repositories__name=source)
-    blob = blobs.first()
-    if blob is not None:
-        RepositoryBlob.objects.link(repository, [blob])
+    """Link an existing blob into ``repository`` (from ``source``, or from anywhere when None).
+
+    Under the blob's row lock, as in ``_store_blob``: a blob that garbage
+    collection is deleting is waited for and then not found (the client
+    uploads it), instead of a link that fails at commit.
+    """
+    with transaction.atomic():
+        blobs = Blob.objects.select_for_update(no_key=True, of=("self",)).filter(digest=digest)
+        if source is not None:
+            blobs = blobs.filter(repositories__name=source)
+        blob = blobs.first()
+        if blob is not None:
+            RepositoryBlob.objects.link(repository, [blob])
     return blob
 
 
@@ -123,8 +135,15 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.CROW_UPLOAD_LEASE)
 
 
+@dataclass
+class _Claim:
+    id: uuid.UUID
+    # False once the session row was released or deleted: nothing is left to release.
+    held: bool = True
+
+
 @contextmanager
-def _claimed(upload: Upload, start: int | None) -> Iterator[uuid.UUID]:
+def _claimed(upload: Upload, start: int | None) -> Iterator[_Claim]:
     if start is not None and start != upload.offset:
         raise _out_of_order(upload, f"chunk starts at {start} but the upload has {upload.offset} bytes")
     claim = uuid.uuid4()
@@ -141,10 +160,12 @@ def _claimed(upload: Upload, start: int | None) -> Iterator[uuid.UUID]:
         if current.offset != upload.offset:
             raise _out_of_order(current, f"the upload moved on to {current.offset} bytes")
         raise _out_of_order(current, "another request is writing to this upload")
+    held = _Claim(claim)
     try:
-        yield claim
+        yield held
     finally:
-        Upload.objects.filter(pk=upload.pk, claim=claim).update(claim=None, claimed_until=None)
+        if held.held:
+            Upload.objects.filter(pk=upload.pk, claim=claim).update(claim=None, claimed_until=None)
 
 
 def _out_of_order(upload: Upload, message: str) -> RegistryError:
@@ -196,8 +217,9 @@ def _renew(upload: Upload, claim: uuid.UUID, now) -> None:
         raise RegistryError(errors.BLOB_UPLOAD_INVALID, "the upload was taken over or cancelled", status=416)
 
 
-def _save(upload: Upload, claim: uuid.UUID) -> None:
-    saved = Upload.objects.filter(pk=upload.pk, claim=claim).update(
+def _save(upload: Upload, claim: _Claim) -> None:
+    """Store the new state and release the claim, in one UPDATE."""
+    saved = Upload.objects.filter(pk=upload.pk, claim=claim.id).update(
         offset=upload.offset,
         hash_state=upload.hash_state,
         storage_state=upload.storage_state,
@@ -207,3 +229,4 @@ def _save(upload: Upload, claim: uuid.UUID) -> None:
     )
     if not saved:
         raise RegistryError(errors.BLOB_UPLOAD_INVALID, "the upload was taken over or cancelled", status=416)
+    claim.held = False

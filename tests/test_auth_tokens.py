@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import jwt
 import pytest
@@ -257,6 +258,27 @@ def test_it_verifies_its_own_tokens() -> None:
     issued = tokens.issue("writer", [{"type": "repository", "name": NAME, "actions": ["pull"]}])
 
     assert tokens.verify(issued.token) == ("writer", {NAME: frozenset({"pull"})})
+
+
+def test_it_refuses_a_remembered_token_once_it_expired(client: Client, monkeypatch) -> None:
+    token = signed(claims())
+    assert pull(client, token).status_code == 200  # verified, and remembered
+
+    later = (datetime.now(UTC) + timedelta(minutes=6)).timestamp()
+    monkeypatch.setattr(tokens, "time", SimpleNamespace(time=lambda: later))
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _Frozen(later))
+
+    assert_refused(pull(client, token))
+
+
+class _Frozen:
+    """Stands in for PyJWT's ``datetime`` so that its clock reads ``timestamp``."""
+
+    def __init__(self, timestamp: float) -> None:
+        self.timestamp = timestamp
+
+    def now(self, tz=None) -> datetime:
+        return datetime.fromtimestamp(self.timestamp, tz)
 
 
 def test_it_answers_version_with_any_valid_token(client: Client) -> None:

@@ -35,3 +35,10 @@ def test_it_starts_a_blob_get_in_one_query(client, image, django_assert_num_quer
     with django_assert_num_queries(1):
         response = client.get(f"/v2/{NAME}/blobs/{image.layers[0].digest}")
     assert oci.content(response) == image.layers[0].data
+
+
+def test_it_appends_a_chunk_in_three_queries(client, django_assert_num_queries) -> None:
+    url = oci.start_upload(client, NAME)
+    # Read the session, claim it, store the new offset and release the claim in one UPDATE.
+    with django_assert_num_queries(3):
+        assert oci.patch_chunk(client, url, b"chunk", 0).status_code == 202

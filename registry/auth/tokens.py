@@ -9,6 +9,7 @@ token that is neither expired nor not yet valid.
 """
 
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -53,11 +54,21 @@ def issue(subject: str, access: list[dict], now: datetime | None = None) -> Issu
 
 
 def verify(token: str) -> tuple[str, dict[str, frozenset[str]]]:
-    """The subject and the repository access a valid token grants; ``InvalidToken`` otherwise."""
+    """The subject and the repository access a valid token grants; ``InvalidToken`` otherwise.
+
+    A client sends one token with every request of a pull or push: its
+    signature (most of a request's CPU) is checked once per process, and a
+    remembered token is still refused outside its validity window.
+    """
+    key = signing_key()
+    cached = (token, key.kid, settings.CROW_TOKEN_SERVICE, settings.CROW_TOKEN_ISSUER)
+    found = _verified.get(cached)
+    if found is not None and found.valid_at(time.time()):
+        return found.subject, found.access
     try:
         claims = jwt.decode(
             token,
-            signing_key().public,
+            key.public,
             algorithms=[ALGORITHM],
             audience=settings.CROW_TOKEN_SERVICE,
             issuer=settings.CROW_TOKEN_ISSUER,
@@ -66,7 +77,30 @@ def verify(token: str) -> tuple[str, dict[str, frozenset[str]]]:
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(type(exc).__name__) from None
-    return claims["sub"], _repository_access(claims.get("access"))
+    verified = _Verified(
+        claims["sub"], _repository_access(claims.get("access")), claims["nbf"], claims["exp"]
+    )
+    if len(_verified) >= VERIFIED_MAX:
+        _verified.clear()
+    _verified[cached] = verified
+    return verified.subject, verified.access
+
+
+@dataclass(frozen=True)
+class _Verified:
+    subject: str
+    access: dict[str, frozenset[str]]
+    not_before: float
+    expires: float
+
+    def valid_at(self, now: float) -> bool:
+        leeway = LEEWAY.total_seconds()
+        return self.not_before - leeway <= now < self.expires + leeway
+
+
+# Tokens whose signature and claims were checked, by (token, key id, audience, issuer).
+VERIFIED_MAX = 1000
+_verified: dict[tuple[str, str, str, str], _Verified] = {}
 
 
 def _repository_access(access: object) -> dict[str, frozenset[str]]:

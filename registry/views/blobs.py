@@ -3,16 +3,17 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, responses
+from registry import errors, hotpath, responses
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
-from registry.models import Blob, RepositoryBlob
+from registry.hotpath import BlobRow
+from registry.models import RepositoryBlob
 from registry.ranges import byte_range
 from registry.storage import blob_store
 
 
-def _linked_blob(name: str, digest: str) -> Blob:
-    blob = Blob.objects.in_repository(name, digest)
+def _linked_blob(name: str, digest: str) -> BlobRow:
+    blob = hotpath.blob(name, digest)
     if blob is None:
         raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": digest})
     return blob

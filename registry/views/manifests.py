@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, manifests, mediatypes, responses
+from registry import errors, hotpath, manifests, mediatypes, responses
 from registry.bodies import Body
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
@@ -16,10 +16,7 @@ from registry.references import Reference
 def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
     head = request.method == "HEAD"
     ref = Reference.parse(reference)
-    found = Manifest.objects.filter(repository__name=name)
-    if head:
-        found = found.defer("content")
-    manifest = (found.filter(digest=ref.digest) if ref.digest else found.filter(tags__name=ref.tag)).first()
+    manifest = hotpath.manifest(name, tag=ref.tag, digest=ref.digest, content=not head)
     if manifest is None:
         raise _unknown(name, ref)
     _check_accept(request, manifest.media_type)
@@ -27,7 +24,7 @@ def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpRespons
         response = responses.manifest(b"", manifest.media_type, manifest.digest, head=True)
         response["Content-Length"] = str(manifest.size)
         return response
-    return responses.manifest(bytes(manifest.content), manifest.media_type, manifest.digest)
+    return responses.manifest(manifest.content, manifest.media_type, manifest.digest)
 
 
 def put_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
@@ -107,7 +104,9 @@ def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: 
             ],
             ignore_conflicts=True,
         )
-        manifest = Manifest.objects.only("id").get(repository=repository, digest=digest)
+        manifest = Manifest.objects.only("id").filter(repository=repository, digest=digest).first()
+        if manifest is None:  # it existed, and garbage collection deleted it since the insert
+            raise IntegrityError("the manifest was deleted meanwhile")
         ManifestBlob.objects.bulk_create(
             [ManifestBlob(manifest=manifest, blob=blob) for blob in blobs], ignore_conflicts=True
         )

@@ -1,0 +1,249 @@
+"""Online garbage collection (``manage.py gc``), safe while the registry serves pushes.
+
+One run, under a lock that one run at a time holds, goes through four phases:
+
+1. *Retention*: the tags that retention rules expire go (``registry.retention``).
+2. *Manifests* (``--untagged``, or a rule's ``untagged_after_days``): per
+   repository, a manifest is kept when a tag names it, when a kept index lists
+   it (transitively), when its subject is kept (a referrer: signatures, SBOMs;
+   unless ``delete_referrers``), or when it is younger than the limit. The rest
+   go parents and subjects first, in batches, each re-checked under row locks
+   that nothing references it now (``registry.untagged``). A manifest takes its
+   own outgoing reference rows with it, never what they reference.
+3. *Blobs*: a blob goes when no manifest in any repository references it and
+   neither it nor any of its links is younger than the grace period. The
+   database decides, then storage follows: in one transaction per batch, the
+   rows are locked (``SKIP LOCKED``: a blob someone holds is busy, not garbage),
+   the conditions re-checked, the links and the rows deleted; the stored
+   objects are deleted only after that commit. The database's foreign keys
+   (deferred to commit on PostgreSQL; SQLite runs one writer at a time) are the
+   last word against a concurrent manifest ``PUT``: of the two transactions,
+   one fails, and gc keeps a blob whose transaction failed. A push that loses
+   gets ``MANIFEST_BLOB_UNKNOWN`` and uploads again.
+4. *Storage sweep* (``registry.sweep``): objects no row knows, older than the
+   grace period, go: blobs whose row a killed or failed run already deleted,
+   and leftovers of upload sessions whose row is gone. Blob keys are never
+   reused (each names its upload), so deleting an old key never touches the
+   bytes of a newer upload of the same digest.
+
+A run killed at any point leaves every kept image whole (rows go before bytes)
+and the next run finishes the job (the sweep). The lock is a PostgreSQL
+session advisory lock, or an exclusive ``flock`` next to the SQLite file; the
+system frees either when the process dies. (Behind a PgBouncer in transaction
+pooling mode, point ``gc`` at PostgreSQL directly.)
+"""
+
+import contextlib
+import fcntl
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from registry import retention, sweep, untagged
+from registry.models import Blob, ManifestBlob, Repository, RepositoryBlob
+from registry.progress import Progress
+
+LOCK_KEY = 0x63726F776763  # "crowgc": the advisory lock of PostgreSQL that a running gc holds
+BATCH = 500
+
+
+class GcBusy(Exception):
+    """Another gc holds the lock."""
+
+
+@dataclass(frozen=True)
+class GcOptions:
+    grace_period: timedelta
+    dry_run: bool = False
+    untagged: bool = False
+    delete_referrers: bool = False
+    repository: str | None = None
+
+
+@dataclass
+class GcReport:
+    tags: int = 0
+    manifests: int = 0
+    blobs: int = 0
+    objects: int = 0  # swept from storage: no row knew them
+    bytes: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self, dry_run: bool) -> str:
+        verb = "would delete" if dry_run else "deleted"
+        failed = f", {len(self.failed)} failures" if self.failed else ""
+        return (
+            f"gc {verb} {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
+            f" {self.objects} unknown objects: {self.bytes} bytes{failed} in {self.seconds:.1f}s"
+        )
+
+
+def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
+    """One garbage collection; raises ``GcBusy`` if another one runs (a dry run takes no lock)."""
+    progress = progress or Progress()
+    started = time.monotonic()
+    report = GcReport()
+    with contextlib.nullcontext() if options.dry_run else exclusive():
+        now = timezone.now()
+        cutoff = now - options.grace_period
+        plan = retention.plan(now, options.repository)
+        tags = plan.tags if options.dry_run else retention.apply(plan)
+        for tag in tags:
+            progress.note(f"tag {tag} (retention rule {tag.rule})")
+        report.tags = len(tags)
+        doomed = _collect_manifests(options, plan, now, cutoff, report, progress)
+        undeleted = _collect_blobs(options, cutoff, doomed, report, progress)
+        if options.repository is None:
+            swept = sweep.sweep_storage(options.dry_run, now, cutoff, undeleted, progress)
+            report.objects, report.failed = swept.objects, report.failed + swept.failed
+            report.bytes += swept.bytes
+    report.seconds = time.monotonic() - started
+    return report
+
+
+@contextlib.contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the gc lock for the block, or raise ``GcBusy``."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
+            if not cursor.fetchone()[0]:
+                raise GcBusy("another gc is running (it holds the PostgreSQL advisory lock)")
+        try:
+            yield
+        finally:
+            # If this fails (a broken connection), closing the connection frees the lock.
+            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
+        return
+    path = Path(f"{connection.settings_dict['NAME']}.gc-lock")
+    with open(path, "a") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GcBusy(f"another gc is running (it holds {path})") from None
+        yield  # closing the file releases the lock
+
+
+# --- Manifests --------------------------------------------------------------------
+
+
+def _collect_manifests(
+    options: GcOptions,
+    plan: retention.RetentionPlan,
+    now: datetime,
+    cutoff: datetime,
+    report: GcReport,
+    progress: Progress,
+) -> set[int]:
+    """Untagged manifests, repository by repository; returns the ids that went (or would go)."""
+    repositories = Repository.objects.order_by("name")
+    if options.repository is not None:
+        repositories = repositories.filter(name=options.repository)
+    dropped = plan.tag_ids if options.dry_run else set()  # a dry run deleted no tag: pretend
+    work = []  # (repository, limit, batch), batches in the order they may go
+    for repository_id, name in repositories.values_list("id", "name"):
+        limit = cutoff if options.untagged else None
+        if limit is None and repository_id in plan.untagged_after:
+            limit = min(cutoff, now - plan.untagged_after[repository_id])
+        if limit is not None:
+            levels = untagged.unreachable(repository_id, limit, dropped, options.delete_referrers)
+            work += [(name, limit, batch) for level in levels for batch in _chunked(level, BATCH)]
+    doomed: set[int] = set()
+    with progress.phase("manifests", sum(len(batch) for _, _, batch in work)) as phase:
+        for name, limit, batch in work:
+            gone = batch if options.dry_run else untagged.delete(batch, limit, options.delete_referrers)
+            for row in gone:
+                progress.note(f"manifest {name}@{row.digest} {row.size} bytes")
+                doomed.add(row.id)
+            phase.advance(len(batch))
+    report.manifests = len(doomed)
+    return doomed
+
+
+# --- Blobs ----------------------------------------------------------------------
+
+
+def _collect_blobs(
+    options: GcOptions, cutoff: datetime, doomed: set[int], report: GcReport, progress: Progress
+) -> set[str]:
+    """Delete unreferenced blobs; returns the keys whose rows went but whose objects the store kept."""
+    undeleted: set[str] = set()
+    candidates = _blob_candidates(cutoff, options.repository, doomed if options.dry_run else set())
+    with progress.phase("blobs", len(candidates)) as phase:
+        for batch in _chunked(candidates, BATCH):
+            deleted = batch if options.dry_run else _delete_blobs([row[0] for row in batch], cutoff)
+            failures = {} if options.dry_run else sweep.delete_objects([key for _, _, _, key in deleted])
+            for _, digest, size, key in deleted:
+                if key in failures:  # the row is gone: a later sweep retries
+                    report.failed.append(f"blob {digest}: {failures[key]}")
+                    undeleted.add(key)
+                progress.note(f"blob {digest} {size} bytes")
+                report.blobs += 1
+                report.bytes += size
+            phase.advance(len(batch))
+    return undeleted
+
+
+def _blob_candidates(cutoff: datetime, repository: str | None, doomed: set[int]) -> list[tuple]:
+    """(id, digest, size, key) of blobs no manifest references (none but ``doomed`` ones, for a dry run)."""
+    blobs = Blob.objects.filter(created__lt=cutoff).filter(
+        ~Exists(RepositoryBlob.objects.filter(blob=OuterRef("pk"), created__gte=cutoff))
+    )
+    if repository is not None:
+        blobs = blobs.filter(
+            Exists(RepositoryBlob.objects.filter(blob=OuterRef("pk"), repository__name=repository))
+        )
+    columns = ("id", "digest", "size", "key")
+    found = list(
+        blobs.filter(~Exists(ManifestBlob.objects.filter(blob=OuterRef("pk")))).values_list(*columns)
+    )
+    freed: set[int] = set()
+    for chunk in _chunked(sorted(doomed), BATCH):
+        freed |= set(ManifestBlob.objects.filter(manifest_id__in=chunk).values_list("blob_id", flat=True))
+    for chunk in _chunked(sorted(freed), BATCH):
+        users = ManifestBlob.objects.filter(blob_id__in=chunk).values_list("blob_id", "manifest_id")
+        still_used = {blob_id for blob_id, manifest_id in users if manifest_id not in doomed}
+        found += blobs.filter(id__in=set(chunk) - still_used).values_list(*columns)
+    return sorted(found)
+
+
+def _delete_blobs(ids: list[int], cutoff: datetime) -> list[tuple]:
+    """Delete the rows of those blobs that are still garbage, in one transaction; returns them.
+
+    A batch that the database refuses (a reference committed meanwhile, a
+    deadlock) is retried blob by blob; a blob that fails alone is kept.
+    """
+    try:
+        with transaction.atomic():
+            locked = {
+                row[0]: row
+                for row in Blob.objects.select_for_update(skip_locked=True)
+                .filter(id__in=ids, created__lt=cutoff)
+                .values_list("id", "digest", "size", "key")
+            }
+            busy = set(ManifestBlob.objects.filter(blob_id__in=locked).values_list("blob_id", flat=True))
+            recent = RepositoryBlob.objects.filter(blob_id__in=locked, created__gte=cutoff)
+            busy |= set(recent.values_list("blob_id", flat=True))
+            garbage = [row for blob_id, row in sorted(locked.items()) if blob_id not in busy]
+            doomed = [row[0] for row in garbage]
+            RepositoryBlob.objects.filter(blob_id__in=doomed).delete()
+            # ManifestBlob.blob is PROTECT: a reference that appeared anyway fails this, never cascades.
+            Blob.objects.filter(id__in=doomed).delete()
+    except DatabaseError:
+        if len(ids) == 1:
+            return []
+        return [row for blob_id in ids for row in _delete_blobs([blob_id], cutoff)]
+    return garbage
+
+
+def _chunked(items: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,81 @@
+"""``manage.py gc [--untagged] [--dry-run]``: delete what nothing references, while the registry serves."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from crow.env import parse_duration
+from registry import gc, progress
+from registry.models import Repository
+
+EX_TEMPFAIL = 75  # sysexits.h: try again later (another gc holds the lock)
+
+
+class Command(BaseCommand):
+    help = (
+        "Garbage collection: tags that retention rules expire, untagged manifests (--untagged),"
+        " blobs no manifest references, and stored objects the database does not know."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="list what would go, with sizes; change nothing"
+        )
+        parser.add_argument(
+            "--untagged",
+            action="store_true",
+            help="also delete manifests no tag references, except children of kept indexes"
+            " and referrers of kept manifests",
+        )
+        parser.add_argument(
+            "--delete-referrers",
+            action="store_true",
+            help="with --untagged: delete untagged referrers (signatures, SBOMs)"
+            " even when their subject is kept",
+        )
+        parser.add_argument(
+            "--repository",
+            metavar="NAME",
+            help="only this repository's tags and manifests, and blobs linked into it"
+            " (still only those no manifest anywhere references); no storage sweep",
+        )
+        parser.add_argument(
+            "--grace-period",
+            metavar="DURATION",
+            help="keep what is younger than this (90s, 15m, 6h, 7d; 0 for none)"
+            " (default: CROW_GC_GRACE_PERIOD, now %(default)s)",
+            default=f"{settings.CROW_GC_GRACE_PERIOD}s",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            grace = parse_duration(options["grace_period"], "--grace-period")
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        if options["delete_referrers"] and not options["untagged"]:
+            raise CommandError("--delete-referrers goes with --untagged")
+        name = options["repository"]
+        if name is not None and not Repository.objects.filter(name=name).exists():
+            raise CommandError(f"there is no repository {name!r}")
+        dry_run, verbosity = options["dry_run"], options["verbosity"]
+        watcher = progress.for_command(self, verbosity, notes=verbosity >= 2 or (dry_run and verbosity >= 1))
+        gc_options = gc.GcOptions(
+            grace_period=timedelta(seconds=grace),
+            dry_run=dry_run,
+            untagged=options["untagged"],
+            delete_referrers=options["delete_referrers"],
+            repository=name,
+        )
+        try:
+            report = gc.collect(gc_options, watcher)
+        except gc.GcBusy as exc:
+            raise CommandError(f"{exc}; try again later", returncode=EX_TEMPFAIL) from None
+        for failure in report.failed:
+            self.stderr.write(failure)
+        if verbosity >= 1:
+            self.stdout.write(report.summary(dry_run))
+        if report.failed:
+            raise CommandError(f"{len(report.failed)} failures; a later gc retries them")

@@ -1,0 +1,43 @@
+"""``manage.py restore SRC``: rebuild the registry from a backup, after verifying it (``registry.restore``).
+
+Exit status: 0 restored; 1 failed part way (nothing kept); 3 the backup is
+incomplete or damaged (nothing changed); 4 the installation is not empty and
+``--merge`` was not given (nothing changed).
+"""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from registry import progress
+from registry.restore import RestoreError, RestoreRefused, restore
+
+
+class Command(BaseCommand):
+    help = (
+        "Restore a backup made by `manage.py backup` into an empty installation (or, with --merge, add"
+        " what is missing). Every blob is verified first; a damaged backup changes nothing."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("source", metavar="SRC", help="a backup directory, or s3://bucket/prefix")
+        parser.add_argument(
+            "--merge",
+            action="store_true",
+            help="restore into a non-empty installation: add what is missing, keep every existing row"
+            " (a tag that exists keeps pointing where it does)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        verbosity = options["verbosity"]
+        watcher = progress.for_command(self, verbosity, notes=verbosity >= 2)
+        try:
+            report = restore(options["source"], merge=options["merge"], progress=watcher)
+        except RestoreRefused as exc:
+            raise CommandError(f"restore refused: {exc}", returncode=exc.exit_code) from None
+        except RestoreError as exc:
+            raise CommandError(f"restore failed: {exc}") from None
+        if verbosity >= 1:
+            for note in report.notes:
+                self.stdout.write(note)
+            self.stdout.write(report.summary())
