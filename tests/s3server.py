@@ -8,7 +8,6 @@ points Django's settings at the bucket, so ``blob_store()`` is that store.
 variables, for a real server process.
 """
 
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import requests
 from pytest_django.fixtures import Settings
 
 from registry.storage.s3 import MIN_PART_SIZE, S3Store
+from tests.server import free_port
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -61,12 +61,6 @@ class S3Server:
             "CROW_S3_SECRET_ACCESS_KEY": CREDENTIALS["secret_access_key"],
             "CROW_S3_PART_SIZE": str(MIN_PART_SIZE),
         }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:

@@ -15,7 +15,8 @@ import requests
 from registry.storage import Redirect, StorageError, Stream, blob_store
 from registry.storage import s3 as s3_module
 from registry.storage.s3 import MIN_PART_SIZE, S3Store
-from tests.s3server import S3Server, free_port
+from tests.s3server import S3Server
+from tests.server import free_port
 
 PART = MIN_PART_SIZE
 MiB = 1024 * 1024
