@@ -23,10 +23,9 @@ import requests
 from pytest_django.fixtures import Settings
 
 from registry.storage.s3 import MIN_PART_SIZE, S3Store
-from tests.server import free_port
+from tests.server import free_port, stop
 
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 REGION = "us-east-1"  # moto refuses to create buckets elsewhere without a LocationConstraint
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}
 
@@ -91,12 +90,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         _wait_until_ready(process, url, log)
         yield S3Server(endpoint_url=url, log=log)
     finally:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture

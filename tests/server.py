@@ -109,7 +109,8 @@ def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:
     pytest.fail(f"the server did not answer within {START_TIMEOUT}s:\n{log.read_text()}", pytrace=False)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a test's server process; kill it if it does not stop in time."""
     process.terminate()
     try:
         process.wait(STOP_TIMEOUT)
@@ -179,7 +180,7 @@ def running(env: dict[str, str], log: Path) -> Iterator[str]:
         _wait_until_ready(process, url, log)
         yield url
     finally:
-        _stop(process)
+        stop(process)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,19 +1,31 @@
 """Real clients against a real server: skopeo and oras push, pull and discover what they pushed.
 
 The images are OCI layouts written by ``tests.ocilayout``; what comes back
-must be byte for byte what went in, under the same digests.
+must be byte for byte what went in, under the same digests. Every test runs
+twice: blobs on the filesystem, and in moto's S3 server with downloads
+redirected to it.
 """
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
+from registry.models import Blob
 from tests import ocilayout
 from tests.server import Server
 from tests.skopeo import Skopeo
 
 SBOM_TYPE = "application/vnd.example.sbom.v1+json"
+
+
+@pytest.fixture(params=["filesystem", "s3"])
+def server_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The server's blob store: its own folder, or a fresh bucket on moto's server."""
+    if request.param == "filesystem":
+        return {}
+    return request.getfixturevalue("s3_server").environment(request.getfixturevalue("s3_bucket"))
 
 
 def test_it_round_trips_an_image_with_skopeo(skopeo: Skopeo, registry_server: Server, tmp_path: Path) -> None:
@@ -43,7 +55,7 @@ def test_it_round_trips_a_multi_platform_index_with_skopeo(
 
 
 def test_it_shares_the_blobs_of_an_image_pushed_to_two_repositories(
-    skopeo: Skopeo, registry_server: Server, tmp_path: Path, blob_root: Path
+    skopeo: Skopeo, registry_server: Server, tmp_path: Path, blob_root: Path, server_env: dict[str, str]
 ) -> None:
     digest = ocilayout.write_image(tmp_path / "in", "v1")
     skopeo.push(tmp_path / "in", "v1", f"{registry_server.host}/team/app:v1")
@@ -53,9 +65,10 @@ def test_it_shares_the_blobs_of_an_image_pushed_to_two_repositories(
     skopeo.pull(f"{registry_server.host}/team/other:v1", tmp_path / "out", "v1")
     assert ocilayout.tagged(tmp_path / "out", "v1") == digest
     assert ocilayout.blobs(tmp_path / "out") == ocilayout.blobs(tmp_path / "in")
-    # One stored object per config and layer digest, whatever the number of repositories.
+    # One blob and one stored object per config and layer digest, whatever the number of repositories.
+    assert Blob.objects.count() == Blob.objects.values("key").distinct().count() == 3
     stored = [path for path in blob_root.rglob("*") if path.is_file() and "uploads" not in path.parts]
-    assert len(stored) == 3
+    assert len(stored) == (0 if server_env else 3)  # on S3 the objects are in the bucket
 
 
 def test_it_round_trips_a_file_artifact_with_oras(oras: Any, registry_server: Server, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ server streams the bytes itself, ranges included.
 import os
 from collections.abc import Iterator
 from itertools import pairwise
-from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 from tests import ocilayout
 from tests.s3server import S3Server
 from tests.server import Server
-from tests.skopeo import Skopeo
 
 MiB = 1024 * 1024
 TIMEOUT = 60
@@ -27,20 +25,6 @@ TIMEOUT = 60
 def server_env(request: pytest.FixtureRequest, s3_server: S3Server, s3_bucket: str) -> dict[str, str]:
     """The server stores its blobs in the test's bucket; a test may add variables as its param."""
     return {**s3_server.environment(s3_bucket), **getattr(request, "param", {})}
-
-
-def test_it_round_trips_an_index_through_s3_with_skopeo(
-    skopeo: Skopeo, registry_server: Server, tmp_path: Path
-) -> None:
-    digest = ocilayout.write_index(tmp_path / "in", "multi")
-    reference = f"{registry_server.host}/team/app:multi"
-
-    skopeo.push(tmp_path / "in", "multi", reference, "--all")
-    assert skopeo.manifest_digest(reference) == digest
-
-    skopeo.pull(reference, tmp_path / "out", "multi", "--all")
-    assert ocilayout.tagged(tmp_path / "out", "multi") == digest
-    assert ocilayout.blobs(tmp_path / "out") == ocilayout.blobs(tmp_path / "in")
 
 
 def pieces(data: bytes, size: int) -> Iterator[bytes]:
