@@ -1,8 +1,45 @@
-"""WSGI entry point: ``gunicorn crow.wsgi``."""
+"""WSGI entry point: ``gunicorn crow.wsgi``.
+
+Two Django handlers share one process. The registry's ``/v2/`` API goes to a
+handler without middleware: its endpoints keep no session, set no cookie,
+render no page and check no CSRF token (``registry.endpoint`` does all they
+need), and the eight middleware of the admin cost a tenth of a manifest GET's
+CPU. Everything else (the admin, the token service, the management API, static
+files) goes through ``settings.MIDDLEWARE`` as usual.
+"""
 
 import os
 
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
-application = get_wsgi_application()
+
+REGISTRY_PREFIX = "/v2/"
+
+
+class RegistryHandler(WSGIHandler):
+    """Django's WSGI handler with an empty middleware list: the request signals, URL resolver and
+    exception handling stay; what ``load_middleware`` would build from ``[]`` is built directly."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = convert_exception_to_response(self._get_response)
+
+
+class Dispatch:
+    """``/v2/`` and below to the registry handler, every other path to the site's."""
+
+    def __init__(self, registry: WSGIHandler, site: WSGIHandler) -> None:
+        self.registry, self.site = registry, site
+
+    def __call__(self, environ, start_response):
+        registry = environ.get("PATH_INFO", "").startswith(REGISTRY_PREFIX)
+        return (self.registry if registry else self.site)(environ, start_response)
+
+
+site = get_wsgi_application()  # sets Django up first
+application = Dispatch(RegistryHandler(), site)

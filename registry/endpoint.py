@@ -4,7 +4,7 @@
 operation by method (405 ``UNSUPPORTED`` otherwise), asks
 ``registry.auth.access.authorize`` whether the caller may do it, renders every
 ``RegistryError`` as the spec's JSON envelope, turns storage failures into a
-retryable 503, and sets the API version header on every answer.
+retryable 503, and sets the API version and ``nosniff`` headers on every answer.
 """
 
 import logging
@@ -60,6 +60,8 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
             log.exception("unexpected error on %s %s", request.method, request.path)
             response = responses.error(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
         response[API_VERSION_HEADER] = API_VERSION
+        # Set by SecurityMiddleware elsewhere; /v2/ runs without middleware (crow/wsgi.py).
+        response["X-Content-Type-Options"] = "nosniff"
         return response
 
     return view

@@ -1,12 +1,15 @@
 """Blob upload sessions: offsets, the resumable digest, claims, commit.
 
 Every request that writes to a session first *claims* it with one conditional
-UPDATE (unclaimed or expired claim, and the offset it read), streams the body
-to storage while hashing it with a SHA-256 whose state is saved in the row,
-then stores the new offset and hash state and drops the claim with a second
-UPDATE. The bytes are read exactly once; a chunk that does not start at the
-stored offset is refused with 416 whatever the client claims; a body that
-breaks off commits nothing.
+UPDATE that also reads it (unclaimed or expired claim, in the named repository,
+at the offset the chunk starts from), streams the body to storage while hashing
+it with a SHA-256 whose state is saved in the row, then stores the new offset
+and hash state and drops the claim with a second UPDATE. The bytes are read
+exactly once; a chunk that does not start at the stored offset is refused with
+416 whatever the client claims; a body that breaks off commits nothing.
+
+A chunk costs two statements; finishing costs the claim and one transaction
+(record the blob, link it, close the session).
 """
 
 import uuid
@@ -17,8 +20,7 @@ from datetime import timedelta
 
 import rehashes
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 from django.utils import timezone
 
 from registry import errors, responses
@@ -28,11 +30,27 @@ from registry.models import Blob, Repository, RepositoryBlob, Upload
 from registry.storage import blob_store
 
 
-def start(repository: Repository) -> Upload:
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.CROW_UPLOAD_LEASE)
+
+
+@dataclass
+class _Claim:
+    id: uuid.UUID
+    # False once the session row was released or deleted: nothing is left to release.
+    held: bool = True
+
+
+def start(repository: Repository, claimed: bool = False) -> tuple[Upload, _Claim | None]:
+    """A new session; ``claimed`` for the request that will write it at once (a monolithic POST)."""
     upload = Upload(repository=repository, hash_state=rehashes.PySha256().serialize())
     upload.storage_state = blob_store().start_upload(upload.id.hex)
+    claim = None
+    if claimed:
+        claim = _Claim(uuid.uuid4())
+        upload.claim, upload.claimed_until = claim.id, timezone.now() + _lease()
     upload.save(force_insert=True)
-    return upload
+    return upload, claim
 
 
 def find(name: str, upload_id: str) -> Upload:
@@ -42,57 +60,66 @@ def find(name: str, upload_id: str) -> Upload:
     return upload
 
 
-def append(upload: Upload, body: Body, start: int | None) -> Upload:
+def append(name: str, upload_id: str, body: Body, start: int | None) -> Upload:
     """Add a chunk (``start`` from ``Content-Range``, or None for a streamed PATCH)."""
-    with _claimed(upload, start) as claim:
+    with _claimed_by_id(name, upload_id, start) as (upload, claim):
         _write(upload, body, claim.id)
         _save(upload, claim)
     return upload
 
 
-def finish(upload: Upload, body: Body, start: int | None, digest: str) -> Blob:
+def finish(name: str, upload_id: str, body: Body, start: int | None, digest: str) -> Blob:
     """Take the last chunk, verify ``digest`` and make the bytes a blob of the repository."""
+    _require_sha256(digest)
+    with _claimed_by_id(name, upload_id, start) as (upload, claim):
+        return _finish_claimed(upload, claim, body, digest)
+
+
+def finish_new(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
+    """``finish`` for a session that ``start(claimed=True)`` just opened (a monolithic POST)."""
+    _require_sha256(digest)
+    try:
+        return _finish_claimed(upload, claim, body, digest)
+    finally:
+        _release(upload, claim)
+
+
+def _require_sha256(digest: str) -> None:
     if not digest.startswith("sha256:"):
         raise RegistryError(
             errors.DIGEST_INVALID, "uploads are verified with sha256 only", detail={"digest": digest}
         )
-    with _claimed(upload, start) as claim:
-        _write(upload, body, claim.id)
-        computed = "sha256:" + rehashes.PySha256.deserialize(upload.hash_state).finalize()
-        if computed != digest:
-            cancel(upload)
-            claim.held = False
-            raise RegistryError(
-                errors.DIGEST_INVALID,
-                detail={"expected": digest, "computed": computed, "size": upload.offset},
-            )
-        blob = _store_blob(upload, digest)
-        claim.held = False  # the session is gone
+
+
+def _finish_claimed(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
+    _write(upload, body, claim.id)
+    computed = "sha256:" + rehashes.PySha256.deserialize(upload.hash_state).finalize()
+    if computed != digest:
+        cancel(upload)
+        claim.held = False
+        raise RegistryError(
+            errors.DIGEST_INVALID,
+            detail={"expected": digest, "computed": computed, "size": upload.offset},
+        )
+    blob = _store_blob(upload, digest)
+    claim.held = False  # the session is gone
     return blob
 
 
 def _store_blob(upload: Upload, digest: str) -> Blob:
-    """Commit the bytes, unless the blob is already stored: then it is linked and this copy goes.
+    """Commit the bytes and record them as a blob of the repository, in one transaction.
 
-    The existing blob's row is locked while it is linked, so that garbage
-    collection cannot delete it in between; this upload's own bytes are only
-    dropped once the link is in place.
+    If the blob was already stored (a concurrent upload of the same bytes, or
+    a client that pushed without asking first), the existing row wins, locked
+    until the link is in place so that garbage collection cannot delete it in
+    between, and this upload's copy goes.
     """
     store = blob_store()
-    with transaction.atomic():
-        # NO KEY UPDATE: it excludes gc's FOR UPDATE, not the KEY SHARE that a concurrent manifest
-        # PUT's foreign key takes at commit (FOR UPDATE deadlocked with that PUT's link insert).
-        blob = Blob.objects.select_for_update(no_key=True).filter(digest=digest).first()
-        if blob is not None:
-            _link_and_close(upload, blob)
-    if blob is not None:
-        store.abort(upload.id.hex, upload.storage_state)
-        return blob
     key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
     with transaction.atomic():
         blob = Blob.objects.record(digest, upload.offset, key)
         _link_and_close(upload, blob)
-    if blob.key != key:  # a concurrent upload of the same bytes was recorded first
+    if blob.key != key:
         store.delete(key)
     return blob
 
@@ -109,8 +136,8 @@ def cancel(upload: Upload) -> None:
 
 def cancel_claimed(upload: Upload) -> None:
     """Cancel an upload no request is writing to (raises ``RegistryError`` if one is, or it moved on)."""
-    with _claimed(upload, None) as claim:
-        cancel(upload)
+    with _claimed_by_id(upload.repository.name, upload.id.hex, upload.offset) as (claimed, claim):
+        cancel(claimed)
         claim.held = False
 
 
@@ -131,41 +158,66 @@ def mount(repository: Repository, digest: str, source: str | None) -> Blob | Non
     return blob
 
 
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.CROW_UPLOAD_LEASE)
-
-
-@dataclass
-class _Claim:
-    id: uuid.UUID
-    # False once the session row was released or deleted: nothing is left to release.
-    held: bool = True
-
-
 @contextmanager
-def _claimed(upload: Upload, start: int | None) -> Iterator[_Claim]:
-    if start is not None and start != upload.offset:
-        raise _out_of_order(upload, f"chunk starts at {start} but the upload has {upload.offset} bytes")
-    claim = uuid.uuid4()
+def _claimed_by_id(name: str, upload_id: str, start: int | None) -> Iterator[tuple[Upload, _Claim]]:
+    """Claim session ``upload_id`` of repository ``name`` (at offset ``start``, if given) and read it,
+    in one UPDATE ... RETURNING; release the claim on the way out unless the session is gone."""
+    claim = _Claim(uuid.uuid4())
     now = timezone.now()
-    won = (
-        Upload.objects.filter(pk=upload.pk, offset=upload.offset)
-        .filter(Q(claim__isnull=True) | Q(claimed_until__lt=now))
-        .update(claim=claim, claimed_until=now + _lease())
-    )
-    if not won:
-        current = Upload.objects.filter(pk=upload.pk).first()
-        if current is None:
-            raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"upload": upload.id.hex})
-        if current.offset != upload.offset:
-            raise _out_of_order(current, f"the upload moved on to {current.offset} bytes")
-        raise _out_of_order(current, "another request is writing to this upload")
-    held = _Claim(claim)
+    upload = _claim_statement(name, upload_id, start, claim.id, now)
+    if upload is None:
+        raise _refusal(name, upload_id, start)
     try:
-        yield held
+        yield upload, claim
     finally:
-        if held.held:
-            Upload.objects.filter(pk=upload.pk, claim=claim).update(claim=None, claimed_until=None)
+        _release(upload, claim)
+
+
+def _claim_statement(name: str, upload_id: str, start: int | None, claim: uuid.UUID, now) -> Upload | None:
+    table, repositories = Upload._meta.db_table, Repository._meta.db_table
+    offset = connection.ops.quote_name("offset")
+    sql = (
+        f"UPDATE {table} SET claim = %s, claimed_until = %s "
+        f"WHERE id = %s AND repository_id = (SELECT id FROM {repositories} WHERE name = %s) "
+        f"AND (claim IS NULL OR claimed_until < %s)"
+        + (f" AND {offset} = %s" if start is not None else "")
+        + f" RETURNING id, repository_id, {offset}, hash_state, storage_state, claim, claimed_until, "
+        "created, updated"
+    )
+    values = [
+        _prepared("claim", claim),
+        _prepared("claimed_until", now + _lease()),
+        _prepared("id", uuid.UUID(upload_id)),
+        name,
+        _prepared("claimed_until", now),
+    ]
+    if start is not None:
+        values.append(start)
+    upload = next(iter(Upload.objects.raw(sql, values)), None)
+    if upload is not None:
+        # The name is what the request said and the statement checked: no query for the row.
+        upload.repository = Repository(id=upload.repository_id, name=name)
+    return upload
+
+
+def _prepared(field: str, value):
+    return Upload._meta.get_field(field).get_db_prep_value(value, connection)
+
+
+def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
+    """Why the claim was not won: no such session, a chunk for another offset, or another writer."""
+    current = Upload.objects.select_related("repository").filter(id=upload_id, repository__name=name).first()
+    if current is None:
+        return RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id})
+    if start is not None and start != current.offset:
+        return _out_of_order(current, f"chunk starts at {start} but the upload has {current.offset} bytes")
+    return _out_of_order(current, "another request is writing to this upload")
+
+
+def _release(upload: Upload, claim: _Claim) -> None:
+    if claim.held:
+        Upload.objects.filter(pk=upload.pk, claim=claim.id).update(claim=None, claimed_until=None)
+        claim.held = False
 
 
 def _out_of_order(upload: Upload, message: str) -> RegistryError:

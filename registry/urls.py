@@ -12,14 +12,17 @@ from registry.views import base, blobs, catalog, manifests, referrers, tags, upl
 
 _name = rf"(?P<name>{NAME})"
 
+# Every route ends in its own literal suffix, so at most one of them (and the
+# catch-all) matches a path: the order only sets the cost. The resolver tries
+# them in turn, so the pull path comes first.
 urlpatterns = [
+    re_path(rf"^v2/{_name}/manifests/(?P<reference>{REFERENCE})$", manifests.manifest, name="manifest"),
+    re_path(rf"^v2/{_name}/blobs/(?P<digest>{DIGEST})$", blobs.blob, name="blob"),
+    re_path(rf"^v2/{_name}/blobs/uploads/(?P<upload_id>{UPLOAD_ID})$", uploads.upload, name="upload"),
+    re_path(rf"^v2/{_name}/blobs/uploads/?$", uploads.uploads_collection, name="uploads"),
+    re_path(rf"^v2/{_name}/tags/list$", tags.tags, name="tags"),
+    re_path(rf"^v2/{_name}/referrers/(?P<digest>{DIGEST})$", referrers.referrers, name="referrers"),
     re_path(r"^v2/$", base.version, name="version"),
     re_path(r"^v2/_catalog$", catalog.catalog, name="catalog"),
-    re_path(rf"^v2/{_name}/tags/list$", tags.tags, name="tags"),
-    re_path(rf"^v2/{_name}/manifests/(?P<reference>{REFERENCE})$", manifests.manifest, name="manifest"),
-    re_path(rf"^v2/{_name}/blobs/uploads/?$", uploads.uploads_collection, name="uploads"),
-    re_path(rf"^v2/{_name}/blobs/uploads/(?P<upload_id>{UPLOAD_ID})$", uploads.upload, name="upload"),
-    re_path(rf"^v2/{_name}/blobs/(?P<digest>{DIGEST})$", blobs.blob, name="blob"),
-    re_path(rf"^v2/{_name}/referrers/(?P<digest>{DIGEST})$", referrers.referrers, name="referrers"),
     re_path(r"^v2/(?P<path>.*)$", base.unmatched, name="unmatched"),
 ]

@@ -162,6 +162,33 @@ def test_a_mount_of_a_blob_gc_is_deleting_waits_then_uploads() -> None:
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
+def test_an_upload_that_finishes_while_gc_deletes_the_same_blob_records_its_own_bytes() -> None:
+    blob = oci.layer("reuploaded")
+    oci.push_blob(Client(), NAME, blob)
+    old_key = Blob.objects.get().key
+    url = oci.start_upload(Client(), "team/other")
+    assert oci.patch_chunk(Client(), url, blob.data, 0).status_code == 202
+    link_ids = list(RepositoryBlob.objects.values_list("id", flat=True))
+    # gc locks the blob row, then waits for its links; the upload finishes meanwhile.
+    with row_locked("SELECT id FROM registry_repositoryblob WHERE id = ANY(%s) FOR UPDATE", [link_ids]):
+        collect = in_thread(lambda: gc.collect(gc.GcOptions(grace_period=timedelta(0))))
+        wait_for_lock_waiters(1)
+        finish = in_thread(
+            lambda: Client().put(
+                oci.with_query(url, digest=blob.digest), data=b"", content_type=oci.OCTET_STREAM
+            )
+        )
+        wait_for_lock_waiters(2)  # the finish waits for gc's lock on the existing blob row
+    assert collect().blobs == 1
+    assert finish().status_code == 201
+    recorded = Blob.objects.get()
+    assert recorded.key != old_key  # gc deleted the old bytes; the upload's own are the blob now
+    assert oci.content(Client().get(f"/v2/team/other/blobs/{blob.digest}")) == blob.data
+    assert not blob_store().exists(old_key)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
 def test_a_push_that_commits_first_keeps_its_blobs() -> None:
     image = oci.image("first")
     push_blobs_of(image)

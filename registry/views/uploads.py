@@ -36,9 +36,9 @@ def start_upload(request: HttpRequest, name: str) -> HttpResponse:
         blob = _mount(request, repository, mount_digest, source)
         if blob is not None:
             return responses.blob_created(name, blob.digest)
-    upload = uploads.start(repository)
-    if digest is not None:
-        blob = uploads.finish(upload, _body(request), None, digest)
+    upload, claim = uploads.start(repository, claimed=digest is not None)
+    if claim is not None:
+        blob = uploads.finish_new(upload, claim, _body(request), digest)
         return responses.blob_created(name, blob.digest)
     chunk_min_length = settings.CROW_CHUNK_MIN_LENGTH or blob_store().preferred_chunk_size
     return responses.upload_started(name, upload.id.hex, chunk_min_length)
@@ -66,9 +66,8 @@ def get_upload_status(request: HttpRequest, name: str, upload_id: str) -> HttpRe
 
 
 def patch_upload(request: HttpRequest, name: str, upload_id: str) -> HttpResponse:
-    upload = uploads.find(name, upload_id)
     body = _body(request)
-    uploads.append(upload, body, _chunk_start(request, body))
+    upload = uploads.append(name, upload_id, body, _chunk_start(request, body))
     return responses.upload_progress(name, upload_id, upload.offset)
 
 
@@ -79,9 +78,8 @@ def finish_upload(request: HttpRequest, name: str, upload_id: str) -> HttpRespon
             errors.DIGEST_INVALID, "the digest query parameter is required to finish an upload"
         )
     _require_digest(digest)
-    upload = uploads.find(name, upload_id)
     body = _body(request)
-    blob = uploads.finish(upload, body, _chunk_start(request, body), digest)
+    blob = uploads.finish(name, upload_id, body, _chunk_start(request, body), digest)
     return responses.blob_created(name, blob.digest)
 
 
