@@ -2,11 +2,13 @@
 
     .venv/bin/python -m bench            # 3 repetitions: about ten minutes
     .venv/bin/python -m bench --quick    # 1 repetition, 5 s load runs
+    .venv/bin/python -m bench --server granian   # CRoW served by granian instead of gunicorn
 
 Both servers run for the whole benchmark; every measurement is taken on one,
 then the other, the order swapping each repetition (A/B, B/A, ...) so that a
 drift of the machine falls on both. The table goes to the terminal and, as
-Markdown, to ``bench/out/results.md``.
+Markdown, to ``bench/out/results.md``; then CRoW alone runs on S3 (moto) and
+its table follows (``bench.s3``; ``--skip-s3`` skips it).
 """
 
 import argparse
@@ -22,7 +24,7 @@ from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
-from bench import layouts, machine, measure, processes, report, servers
+from bench import layouts, machine, measure, processes, report, s3, servers
 from bench.layouts import Image, MiB
 from bench.measure import Failed
 from bench.payload import Payload
@@ -30,6 +32,10 @@ from bench.report import HIGHER, LOWER, Figure, Results
 from bench.servers import Server
 
 OUT = Path(__file__).resolve().parent / "out"
+SERVERS = {
+    "gunicorn": "gunicorn gthread (crow/gunicorn.conf.py)",
+    "granian": "granian (WSGI, blocking threads)",
+}
 
 
 def main() -> None:
@@ -50,7 +56,9 @@ def main() -> None:
     results = Results()
     with ExitStack() as stack:
         reference = stack.enter_context(servers.reference(args.out / "run"))
-        crow = stack.enter_context(servers.crow(args.out / "run", args.postgres, args.workers, args.threads))
+        crow = stack.enter_context(
+            servers.crow(args.out / "run", args.postgres, args.workers, args.threads, server=args.server)
+        )
         workers = len(processes.descendants(crow.pid)) - 1
         start, ours = machine.CpuTimes.now(), _our_cpu((reference, crow))
         # The issue's bar for large transfers: 80% of the slower of the disk and SHA-256.
@@ -64,7 +72,18 @@ def main() -> None:
     output.write_text(
         report.markdown(results, "CRoW and the reference registry, side by side", header, notes)
     )
+    if not args.skip_s3:
+        _s3(args, images, output)
     print(f"\nwritten to {output}")
+
+
+def _s3(args: argparse.Namespace, images: list[Image], output: Path) -> None:
+    """CRoW alone on S3 (moto), after both servers stopped; its table follows the side-by-side one."""
+    print("\nCRoW on S3 (moto): push and pull each image", flush=True)
+    rows = s3.run(args.out, args.postgres, images, s3.PART_SIZE, args.workers, args.threads)
+    print("\n" + s3.text(rows, s3.PART_SIZE))
+    with open(output, "a") as markdown:
+        markdown.write("\n" + s3.markdown(rows, s3.PART_SIZE))
 
 
 def _benchmark(
@@ -246,7 +265,7 @@ def _header(args: argparse.Namespace, workers: int) -> list[str]:
         f"load runs of {args.duration} s.  ",
         f"Machine: {machine.describe()}.  ",
         f"Reference: {version('docker-registry', '--version')}.  ",
-        f"CRoW: gunicorn gthread (crow/gunicorn.conf.py), {workers} workers, {threads}; PostgreSQL; "
+        f"CRoW: {SERVERS[args.server]}, {workers} workers, {threads}; PostgreSQL; "
         f"filesystem storage; Python {platform.python_version()}.  ",
         f"Clients: {version('skopeo', '--version')}; {version('wrk', '-v').split(' [')[0]} "
         f"({args.wrk_threads} thread) for GET; ApacheBench {ab.group(1) if ab else '?'} (-k) for HEAD, "
@@ -267,6 +286,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="CROW_THREADS (default: crow/gunicorn.conf.py's)")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="no database name")
     parser.add_argument("--out", type=Path, default=OUT, help="work directory, default bench/out")
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="gunicorn",
+        help="CRoW's WSGI server (production: gunicorn)",
+    )
+    parser.add_argument("--skip-s3", action="store_true", help="skip CRoW's run on S3 (moto, bench.s3)")
     args = parser.parse_args()
     args.repetitions = args.repetitions or (1 if args.quick else 3)
     args.duration = args.duration or (5 if args.quick else 10)

@@ -2,16 +2,20 @@
 
     .venv/bin/python -m bench.hotpath                          # both servers, 3 repetitions of 5 s
     .venv/bin/python -m bench.hotpath --crow-only --set CROW_ACCESS_LOG=1
+    .venv/bin/python -m bench.hotpath --granian                # a third column: CRoW on granian
 
 The full benchmark (``python -m bench``) takes ten minutes; this runs only its
 load rows, on the same servers and clients (wrk for GET, ``ab -k -i`` for
 HEAD), with CRoW on its own database (``crow_perf``) so that it can run next
-to the benchmark. ``--set`` passes settings to CRoW, to compare them.
+to the benchmark. ``--set`` passes settings to CRoW, to compare them; ``--granian`` adds CRoW
+served by granian instead of gunicorn (same workers and threads, its own
+database ``crow_perf_granian``), the measured case for another WSGI server.
 Prints requests/s and server CPU per request (database backends included),
 medians of the repetitions, and CRoW/reference.
 """
 
 import argparse
+import dataclasses
 import statistics
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +26,7 @@ from bench.servers import Server
 
 OUT = Path(__file__).resolve().parent / "out"
 REPOSITORY = "perf/small"
+GRANIAN = "CRoW on granian"
 
 
 def main() -> None:
@@ -40,6 +45,17 @@ def main() -> None:
                 servers.crow(args.out / "perf", args.postgres, args.workers, args.threads, extra)
             )
         )
+        if args.granian:
+            granian = servers.crow(
+                args.out / "granian",
+                args.postgres,
+                args.workers,
+                args.threads,
+                extra,
+                "granian",
+                "crow_perf_granian",
+            )
+            pair.append(dataclasses.replace(stack.enter_context(granian), name=GRANIAN))
         for server in pair:
             measure.push(server, image, REPOSITORY, args.out)
             measure.pull(server, image, REPOSITORY, args.out)
@@ -54,7 +70,7 @@ def main() -> None:
                         print(
                             f"  {label:24} {server.name:9} {outcome[0]:8.0f} req/s {outcome[1]:6.2f} ms CPU"
                         )
-    _print(rows, args.crow_only, extra)
+    _print(rows, extra)
 
 
 def _load(args: argparse.Namespace, server: Server, image: layouts.Image, head: bool, connections: int):
@@ -71,14 +87,25 @@ def _load(args: argparse.Namespace, server: Server, image: layouts.Image, head: 
     return outcome.rate, 1000 * spent / max(outcome.requests, 1)
 
 
-def _print(rows: dict[tuple[str, str], list[tuple[float, float]]], crow_only: bool, extra: dict) -> None:
-    print(f"\nmedians; CRoW settings: {extra or 'defaults'}")
-    print(f"{'figure':24} {'reference':>18} {'CRoW':>18} {'req/s ratio':>12}")
+def _print(rows: dict[tuple[str, str], list[tuple[float, float]]], extra: dict) -> None:
+    names = list(dict.fromkeys(name for _, name in rows))
+    print(
+        f"\nmedians: req/s, server CPU per request, ratio to the reference; settings: {extra or 'defaults'}"
+    )
+    print(f"{'figure':24} " + " ".join(f"{name:>26}" for name in names))
     for label in dict.fromkeys(label for label, _ in rows):
-        crow = [statistics.median(v) for v in zip(*rows[(label, "CRoW")], strict=True)]
-        ref = [statistics.median(v) for v in zip(*rows.get((label, "reference"), [(0.0, 0.0)]), strict=True)]
-        ratio = f"{crow[0] / ref[0]:.2f}" if ref[0] else "-"
-        print(f"{label:24} {ref[0]:7.0f}/s {ref[1]:5.2f} ms {crow[0]:7.0f}/s {crow[1]:5.2f} ms {ratio:>12}")
+        medians = {
+            name: [statistics.median(v) for v in zip(*rows[(label, name)], strict=True)]
+            for name in names
+            if (label, name) in rows
+        }
+        reference = medians.get("reference", [0.0])[0]
+        cells = []
+        for name in names:
+            rate, cpu = medians.get(name, [0.0, 0.0])
+            ratio = f"{rate / reference:.2f}x" if reference and name != "reference" else ""
+            cells.append(f"{rate:7.0f}/s {cpu:5.2f} ms {ratio:>6}")
+        print(f"{label:24} " + " ".join(f"{cell:>26}" for cell in cells))
 
 
 def _arguments() -> argparse.Namespace:
@@ -87,6 +114,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--crow-only", action="store_true", help="skip the reference registry")
+    parser.add_argument("--granian", action="store_true", help="also CRoW served by granian")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a CRoW setting")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)

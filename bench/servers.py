@@ -2,6 +2,9 @@
 
 CRoW runs as in production: gunicorn with ``crow/gunicorn.conf.py``, a fresh
 PostgreSQL database, ``CROW_DEBUG=0``, a random secret key, filesystem storage.
+``server="granian"`` serves the same application with granian instead (its
+workers and threads from the same ``CROW_WORKERS`` and ``CROW_THREADS``), to
+measure what another WSGI server would change.
 The reference is CNCF distribution from Debian's ``docker-registry`` package
 with the config it ships, minus auth. Both serve plain HTTP on a free loopback
 port and keep their bytes in the work directory, so they share one disk. Each
@@ -65,12 +68,13 @@ class Server:
     process: subprocess.Popen
     log: Path
     postgres: str | None = None  # CRoW's: its database backends do part of its work
+    database: str = DATABASE
 
     def roots(self) -> list[int]:
         """The processes whose CPU time is this server's: its own, and its database backends."""
         if self.postgres is None:
             return [self.pid]
-        query = f"SELECT pid FROM pg_stat_activity WHERE datname = '{DATABASE}'"
+        query = f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.database}'"
         command = ["psql", f"{self.postgres}/postgres", "--tuples-only", "--no-align", "-c", query]
         found = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
         return [self.pid, *map(int, found.stdout.split())]
@@ -122,18 +126,26 @@ def reference(work: Path) -> Iterator[Server]:
 
 @contextmanager
 def crow(
-    work: Path, postgres: str, workers: int | None, threads: int | None, extra: dict[str, str] | None = None
+    work: Path,
+    postgres: str,
+    workers: int | None,
+    threads: int | None,
+    extra: dict[str, str] | None = None,
+    server: str = "gunicorn",
+    database: str | None = None,
 ) -> Iterator[Server]:
     """CRoW on a database created for this run and dropped after it, whatever happens.
 
-    ``extra`` adds or overrides environment variables (``bench.hotpath`` compares settings with it).
+    ``extra`` adds or overrides environment variables (``bench.hotpath`` compares settings with it);
+    ``server`` is ``gunicorn`` (production) or ``granian``; ``database`` defaults to ``DATABASE``.
     """
+    database = database or DATABASE
     root = _fresh(work / "crow")
     port = free_port()
     env = {
         **_without_settings(os.environ),
         "DJANGO_SETTINGS_MODULE": "crow.settings",
-        "DATABASE_URL": f"{postgres}/{DATABASE}",
+        "DATABASE_URL": f"{postgres}/{database}",
         "CROW_DEBUG": "0",
         "CROW_SECRET_KEY": secrets.token_urlsafe(50),
         "CROW_VAR_DIR": str(root / "var"),
@@ -151,8 +163,8 @@ def crow(
         env["CROW_THREADS"] = str(threads)
     env.update(extra or {})
     log = root / "server.log"
-    _psql(postgres, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-    _psql(postgres, f"CREATE DATABASE {DATABASE}")
+    _psql(postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    _psql(postgres, f"CREATE DATABASE {database}")
     try:
         with open(log, "ab") as output:
             migrate = [sys.executable, "manage.py", "migrate", "--noinput"]
@@ -161,12 +173,33 @@ def crow(
             )
         if done.returncode != 0:
             raise RuntimeError(f"manage.py migrate failed; see {log}")
-        command = [str(Path(sys.executable).parent / "gunicorn"), "--config", "crow/gunicorn.conf.py"]
-        with _serve("CRoW", command, env, f"http://127.0.0.1:{port}", log) as server:
-            yield dataclasses.replace(server, postgres=postgres)
+        command = _crow_command(server, port, env)
+        with _serve("CRoW", command, env, f"http://127.0.0.1:{port}", log) as started:
+            yield dataclasses.replace(started, postgres=postgres, database=database)
     finally:
-        _psql(postgres, f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        _psql(postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         shutil.rmtree(root / "blobs", ignore_errors=True)
+
+
+def _crow_command(server: str, port: int, env: dict[str, str]) -> list[str]:
+    bin_dir = Path(sys.executable).parent
+    if server == "gunicorn":
+        return [str(bin_dir / "gunicorn"), "--config", "crow/gunicorn.conf.py"]
+    if server != "granian":
+        raise ValueError(f"unknown server {server!r}: gunicorn or granian")
+    # gunicorn.conf.py's defaults, for the same number of processes and threads.
+    workers, threads = env.get("CROW_WORKERS", "3"), env.get("CROW_THREADS", "4")
+    return [
+        str(bin_dir / "granian"),
+        "--interface=wsgi",
+        f"--workers={workers}",
+        f"--blocking-threads={threads}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--no-ws",
+        "--log-level=warning",
+        "crow.wsgi:application",
+    ]
 
 
 def _fresh(path: Path) -> Path:

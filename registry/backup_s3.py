@@ -14,7 +14,7 @@ by the next one.
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +23,7 @@ from django.conf import settings
 
 from registry.backup_format import blob_path
 from registry.backup_layout import CHUNK, Layout, LayoutError, verified
-from registry.storage.s3 import S3Store
+from registry.storage.s3 import S3Store, boto_errors
 
 PART_SIZE = 16 * 1024 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -152,20 +152,9 @@ class S3Layout(Layout):
     def _key(self, name: str) -> str:
         return self.prefix + name
 
-    @contextmanager
-    def _errors(self, action: str, *, missing_ok: bool = False) -> Iterator[None]:
-        try:
-            yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            if missing_ok and code in _MISSING:
-                return
-            message = f"{code} {error.get('Message', '')}".strip()
-            raise LayoutError(
-                f"the destination {self.description} failed: could not {action}: {message}"
-            ) from exc
-        except BotoCoreError as exc:
-            raise LayoutError(
-                f"the destination {self.description} is unreachable: could not {action}: {exc}"
-            ) from exc
+    def _errors(self, action: str, *, missing_ok: bool = False) -> AbstractContextManager[None]:
+        def failure(message: str, answered: bool) -> LayoutError:
+            outcome = "failed" if answered else "is unreachable"
+            return LayoutError(f"the destination {self.description} {outcome}: could not {action}: {message}")
+
+        return boto_errors(failure, missing_ok=missing_ok)

@@ -210,6 +210,59 @@ def test_it_commits_only_the_saved_bytes_of_a_small_blob(s3_store: S3Store) -> N
     assert read_all(s3_store, key) == b"saved"
 
 
+@pytest.fixture
+def operations(s3_store: S3Store) -> list[str]:
+    """The S3 operations the store sends, in order."""
+    sent: list[str] = []
+
+    def record(request: object, **kwargs: object) -> None:
+        sent.append(kwargs["event_name"].rsplit(".", 1)[-1])
+
+    s3_store.client.meta.events.register("before-send.s3", record)
+    return sent
+
+
+def test_a_small_blob_costs_a_put_and_a_head(
+    s3_server: S3Server, s3_bucket: str, s3_store: S3Store, operations: list[str]
+) -> None:
+    state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"a small ", b"blob"])
+    key = s3_store.commit("u1", state, "sha256:x", 12)
+
+    assert operations == ["PutObject", "HeadObject"]
+    assert read_all(s3_store, key) == b"a small blob"
+    assert stored(s3_server, s3_bucket) == ([key], [])
+
+
+def test_a_small_blob_in_two_writes_reads_its_bytes_back_once(
+    s3_store: S3Store, operations: list[str]
+) -> None:
+    state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"first "])
+    state = s3_store.write("u1", state, 6, [b"second"])
+    key = s3_store.commit("u1", state, "sha256:x", 12)
+
+    assert operations == ["PutObject", "GetObject", "PutObject", "HeadObject"]
+    assert read_all(s3_store, key) == b"first second"
+
+
+def test_aborting_a_small_upload_deletes_its_bytes(
+    s3_server: S3Server, s3_bucket: str, s3_store: S3Store
+) -> None:
+    state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"never committed"])
+
+    s3_store.abort("u1", state)
+
+    assert stored(s3_server, s3_bucket) == ([], [])
+
+
+def test_the_sweep_abort_leaves_a_committed_small_blob(s3_store: S3Store) -> None:
+    state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"committed"])
+    key = s3_store.commit("u1", state, "sha256:x", 9)
+
+    s3_store.abort("u1", {})  # gc's sweep knows only the upload id
+
+    assert read_all(s3_store, key) == b"committed"
+
+
 def test_it_refuses_an_offset_its_state_does_not_hold(s3_store: S3Store) -> None:
     state = push(s3_store, "u1", [[b"abc"]])
 

@@ -7,8 +7,9 @@ backend does.
 
 Layout under ``prefix``::
 
-    blobs/<upload id>             the blob: the upload's multipart object, completed in place
-    uploads/<upload id>/tail-<n>  bytes after the n-th part, waiting for a full part
+    blobs/<upload id>             the blob: the upload's multipart object, completed in place;
+                                  before the first part, the bytes received so far
+    uploads/<upload id>/tail-<n>  bytes after the n-th part (n >= 1), waiting for a full part
 
 *One part size.* R2 refuses, at completion only, a multipart upload whose
 non-final parts differ in size, and every store wants them to be 5 MiB or more.
@@ -28,21 +29,29 @@ the offset already covers, and only its first ``tail`` bytes are read back.
 
 *Commit copies nothing.* The multipart upload is created (lazily, at the first
 full part) at the blob's own key, so commit uploads the tail as the last part
-(a server-side ``UploadPartCopy``) and completes the upload where it is. A blob
-under one part is its tail, read back and PUT at the blob key. So blobs over 5 GiB
-need no multipart copy; the limit is S3's 10,000 parts per upload, that is
-10,000 x ``part_size`` (156 GiB with the default 16 MiB; raise the part size for
-more). A 1 GiB push in one request costs 64 ``UploadPart`` requests and three
-to six others (list and create the multipart upload, tail, complete, sweep).
+(a server-side ``UploadPartCopy``) and completes the upload where it is. So
+blobs over 5 GiB need no multipart copy; the limit is S3's 10,000 parts per
+upload, that is 10,000 x ``part_size`` (156 GiB with the default 16 MiB; raise
+the part size for more). A 1 GiB push in one request costs 64 ``UploadPart``
+requests and about six others (list and create the multipart upload, tail,
+complete, sweep the tails).
+
+*Small blobs are where they land.* Bytes before the first full part wait at
+the blob key itself, so a blob under one part (most configs and layers) is
+complete once written: commit only checks its size with a HEAD, and rewrites it
+from the saved bytes in the rare case that a write whose state was never saved
+left it longer. A small blob pushed in one PATCH and a PUT costs two requests.
 
 *Orphans.* A multipart upload created by a write whose state was never saved is
 found by listing the multipart uploads at the blob key: the next write reuses
-it, ``abort`` aborts it. Tails are swept by prefix at commit and abort.
+it, ``abort`` aborts it. Tails are swept by prefix at commit and abort; what an
+unsaved write left beside a small blob is gc's (its storage sweep deletes what
+no session and no blob row names).
 """
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -117,6 +126,8 @@ class S3Store(BlobStore):
         return f"{self.prefix}blobs/{upload_id}"
 
     def _tail_key(self, upload_id: str, parts: int) -> str:
+        if parts == 0:
+            return self.blob_key(upload_id)  # see "Small blobs are where they land"
         return f"{self.prefix}uploads/{upload_id}/tail-{parts}"
 
     def start_upload(self, upload_id: str) -> dict:
@@ -161,17 +172,18 @@ class S3Store(BlobStore):
         if len(parts) * self.part_size + tail != size:
             raise StorageError(f"upload {upload_id} holds {len(parts)} parts and {tail} bytes, not {size}")
         key = self.blob_key(upload_id)
-        with _storage_errors(f"store blob {digest}"):
-            if not parts:
-                # Not CopyObject, which cannot take a range: the tail may hold more than ``tail`` bytes.
+        if not parts:
+            if self._size_of(key) != tail:  # an unsaved write stored more (or, for no bytes, nothing)
                 data = self._read_tail(upload_id, 0, tail) if tail else b""
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPE)
-            else:
-                if tail:
-                    parts.append(self._copy_tail_as_last_part(upload_id, mpu, len(parts) + 1, tail))
-                self.client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=mpu, MultipartUpload={"Parts": parts}
-                )
+                with _storage_errors(f"store blob {digest}"):
+                    self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPE)
+            return key
+        with _storage_errors(f"store blob {digest}"):
+            if tail:
+                parts.append(self._copy_tail_as_last_part(upload_id, mpu, len(parts) + 1, tail))
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=mpu, MultipartUpload={"Parts": parts}
+            )
         try:
             self._delete_tails(upload_id)
         except StorageError as exc:
@@ -180,6 +192,8 @@ class S3Store(BlobStore):
         return key
 
     def abort(self, upload_id: str, state: dict) -> None:
+        """Drop an upload that was never committed; an empty ``state`` (gc's sweep, which knows only the
+        id) leaves the blob key alone: whether a blob row names that object is the sweep's to check."""
         key = self.blob_key(upload_id)
         ids = set(self._open_multipart_uploads(key))
         if state.get("mpu"):
@@ -188,12 +202,17 @@ class S3Store(BlobStore):
             with _storage_errors(f"abort upload {upload_id}", missing_ok=True):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=mpu)
         self._delete_tails(upload_id)
+        if state:
+            self.delete(key)  # the bytes before the first part
 
     def exists(self, key: str) -> bool:
+        return self._size_of(key) is not None
+
+    def _size_of(self, key: str) -> int | None:
+        """The size of the object at ``key``, None if there is none."""
         with _storage_errors(f"look up {key}", missing_ok=True):
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            return True
-        return False
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        return None
 
     def download(self, key: str, digest: str, start: int, length: int) -> Download:
         if self.redirect:
@@ -316,8 +335,9 @@ _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 
 
 @contextmanager
-def _storage_errors(action: str, *, missing_ok: bool = False) -> Iterator[None]:
-    """Turn boto3's failures into ``StorageError``; with ``missing_ok``, a missing object is no error."""
+def boto_errors(failure: Callable[[str, bool], Exception], *, missing_ok: bool = False) -> Iterator[None]:
+    """Raise boto3's failures as ``failure(message, answered)`` makes them (``answered`` is False when
+    the endpoint could not be reached); with ``missing_ok``, a missing object is no error."""
     try:
         yield
     except ClientError as exc:
@@ -325,9 +345,16 @@ def _storage_errors(action: str, *, missing_ok: bool = False) -> Iterator[None]:
         code = str(error.get("Code", ""))
         if missing_ok and code in _MISSING:
             return
-        raise StorageError(f"storage could not {action}: {code} {error.get('Message', '')}".rstrip()) from exc
+        raise failure(f"{code} {error.get('Message', '')}".strip(), True) from exc
     except BotoCoreError as exc:
-        raise StorageError(f"storage could not {action}: {exc}") from exc
+        raise failure(str(exc), False) from exc
+
+
+def _storage_errors(action: str, *, missing_ok: bool = False) -> AbstractContextManager[None]:
+    """Turn boto3's failures into ``StorageError``; with ``missing_ok``, a missing object is no error."""
+    return boto_errors(
+        lambda message, _: StorageError(f"storage could not {action}: {message}"), missing_ok=missing_ok
+    )
 
 
 def _chunks(body: Any, chunk_size: int, action: str) -> Iterator[bytes]:
