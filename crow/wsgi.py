@@ -13,6 +13,7 @@ import os
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
@@ -43,3 +44,7 @@ class Dispatch:
 
 site = get_wsgi_application()  # sets Django up first
 application = Dispatch(RegistryHandler(), site)
+
+# Import every view and compile the registry's routes now, while the worker boots, instead of in the
+# first request each worker serves (the management API's imports alone take a third of a second).
+get_resolver().resolve(REGISTRY_PREFIX)
