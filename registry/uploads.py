@@ -4,19 +4,28 @@ Every request that writes to a session first *claims* it with one conditional
 UPDATE that also reads it (unclaimed or expired claim, in the named repository,
 at the offset the chunk starts from), streams the body to storage while hashing
 it with a SHA-256 whose state is saved in the row, then stores the new offset
-and hash state and drops the claim with a second UPDATE. The bytes are read
-exactly once; a chunk that does not start at the stored offset is refused with
-416 whatever the client claims; a body that breaks off commits nothing.
+and hash state and drops the claim with a second UPDATE. The body is read from
+the client exactly once; a chunk that does not start at the stored offset is
+refused with 416 whatever the client claims; a body that breaks off commits
+nothing.
+
+Where the store can read an upload back cheaply (the filesystem, from the page
+cache), nothing is hashed while chunks arrive: the finishing request hashes the
+whole upload once with OpenSSL's SHA-256, which is twice as fast as the
+resumable hasher on CPUs without SHA instructions and releases the GIL. On S3,
+reading back would download the blob again, so the resumable state is kept.
 
 A chunk costs two statements; finishing costs the claim and one transaction
 (record the blob, link it, close the session).
 """
 
+import hashlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import rehashes
 from django.conf import settings
@@ -93,7 +102,7 @@ def _require_sha256(digest: str) -> None:
 
 def _finish_claimed(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
     _write(upload, body, claim.id)
-    computed = "sha256:" + rehashes.PySha256.deserialize(upload.hash_state).finalize()
+    computed = _digest(upload, claim.id)
     if computed != digest:
         cancel(upload)
         claim.held = False
@@ -235,28 +244,45 @@ def _out_of_order(upload: Upload, message: str) -> RegistryError:
 
 
 def _write(upload: Upload, body: Body, claim: uuid.UUID) -> None:
-    """Stream the body into storage and the hash; on success the instance holds the new state."""
+    """Stream the body into storage (and the resumable hash, unless the store rereads uploads);
+    on success the instance holds the new state."""
     if body.empty:
         return
-    hasher = rehashes.PySha256.deserialize(upload.hash_state)
+    store = blob_store()
+    hasher = None if store.rereads_uploads else rehashes.PySha256.deserialize(upload.hash_state)
     try:
-        state = blob_store().write(
+        state = store.write(
             upload.id.hex, upload.storage_state, upload.offset, _hashed(body.chunks(), hasher, upload, claim)
         )
     except IncompleteBody as exc:
         raise RegistryError(errors.SIZE_INVALID, str(exc)) from exc
     upload.offset += body.received
-    upload.hash_state = hasher.serialize()
+    if hasher is not None:
+        upload.hash_state = hasher.serialize()
     upload.storage_state = state
 
 
-def _hashed(
-    chunks: Iterator[bytes], hasher: rehashes.PySha256, upload: Upload, claim: uuid.UUID
-) -> Iterator[bytes]:
+def _digest(upload: Upload, claim: uuid.UUID) -> str:
+    """The SHA-256 of everything uploaded: read back once with OpenSSL's (it is about twice as fast as
+    the resumable one where the CPU has no SHA instructions, and releases the GIL), or the saved state's."""
+    store = blob_store()
+    if not store.rereads_uploads:
+        return "sha256:" + rehashes.PySha256.deserialize(upload.hash_state).finalize()
+    hasher = hashlib.sha256()
+    for _ in _hashed(
+        store.read_upload(upload.id.hex, upload.storage_state, upload.offset), hasher, upload, claim
+    ):
+        pass
+    return "sha256:" + hasher.hexdigest()
+
+
+def _hashed(chunks: Iterator[bytes], hasher: Any, upload: Upload, claim: uuid.UUID) -> Iterator[bytes]:
+    """``chunks``, fed to ``hasher`` (if any) on the way, renewing the claim while they last."""
     renew_every = _lease() / 3
     renewed = timezone.now()
     for chunk in chunks:
-        hasher.update(chunk)
+        if hasher is not None:
+            hasher.update(chunk)
         yield chunk
         now = timezone.now()
         if now - renewed > renew_every:

@@ -73,6 +73,14 @@ class StoredObject(NamedTuple):
 class BlobStore(ABC):
     #: The chunk size clients are asked to send at least (``OCI-Chunk-Min-Length``); 0 for none.
     preferred_chunk_size: int = 0
+    #: Whether an upload's bytes can be read back cheaply (``read_upload``): then they are hashed once,
+    #: at commit, with OpenSSL's SHA-256, instead of chunk by chunk with a resumable hasher whose state
+    #: is saved between requests (registry.uploads).
+    rereads_uploads: bool = False
+
+    def read_upload(self, upload_id: str, state: dict, size: int) -> Iterator[bytes]:
+        """The first ``size`` bytes written to an upload not committed yet (if ``rereads_uploads``)."""
+        raise NotImplementedError
 
     @abstractmethod
     def start_upload(self, upload_id: str) -> dict:
