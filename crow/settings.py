@@ -202,5 +202,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.string("CROW_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # A 4xx is an answer in this protocol, not a warning: clients HEAD a blob to learn that it is
+        # missing before every upload. Server errors (5xx) are still logged, with their traceback.
+        "django.request": {"level": "ERROR"},
+    },
 }

@@ -3,36 +3,31 @@
 Every request that writes to a session first *claims* it with one conditional
 UPDATE that also reads it (unclaimed or expired claim, in the named repository,
 at the offset the chunk starts from), streams the body to storage while hashing
-it with a SHA-256 whose state is saved in the row, then stores the new offset
-and hash state and drops the claim with a second UPDATE. The body is read from
+it, then stores the new offset (and the hash state, where it lives in the row)
+and drops the claim with a second UPDATE. The body is read from
 the client exactly once; a chunk that does not start at the stored offset is
 refused with 416 whatever the client claims; a body that breaks off commits
 nothing.
 
-Where the store can read an upload back cheaply (the filesystem, from the page
-cache), nothing is hashed while chunks arrive: the finishing request hashes the
-whole upload once with OpenSSL's SHA-256, which is twice as fast as the
-resumable hasher on CPUs without SHA instructions and releases the GIL. On S3,
-reading back would download the blob again, so the resumable state is kept.
+How the SHA-256 is computed depends on the store (``registry.digests``): a
+resumable state in the row for S3, OpenSSL's hasher kept in the process, or the
+upload read back once at the end, for the filesystem.
 
 A chunk costs two statements; finishing costs the claim and one transaction
 (record the blob, link it, close the session).
 """
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
-import rehashes
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from registry import errors, responses
+from registry import digests, errors, responses
 from registry.bodies import Body, IncompleteBody
 from registry.errors import RegistryError
 from registry.models import Blob, Repository, RepositoryBlob, Upload
@@ -52,7 +47,7 @@ class _Claim:
 
 def start(repository: Repository, claimed: bool = False) -> tuple[Upload, _Claim | None]:
     """A new session; ``claimed`` for the request that will write it at once (a monolithic POST)."""
-    upload = Upload(repository=repository, hash_state=rehashes.PySha256().serialize())
+    upload = Upload(repository=repository, hash_state=digests.initial_state())
     upload.storage_state = blob_store().start_upload(upload.id.hex)
     claim = None
     if claimed:
@@ -72,8 +67,9 @@ def find(name: str, upload_id: str) -> Upload:
 def append(name: str, upload_id: str, body: Body, start: int | None) -> Upload:
     """Add a chunk (``start`` from ``Content-Range``, or None for a streamed PATCH)."""
     with _claimed_by_id(name, upload_id, start) as (upload, claim):
-        _write(upload, body, claim.id)
+        hasher = _write(upload, body, claim.id)
         _save(upload, claim)
+        digests.saved(upload, blob_store(), hasher)
     return upload
 
 
@@ -101,8 +97,8 @@ def _require_sha256(digest: str) -> None:
 
 
 def _finish_claimed(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
-    _write(upload, body, claim.id)
-    computed = _digest(upload, claim.id)
+    hasher = _write(upload, body, claim.id)
+    computed = _digest(upload, claim.id, hasher)
     if computed != digest:
         cancel(upload)
         claim.held = False
@@ -243,13 +239,13 @@ def _out_of_order(upload: Upload, message: str) -> RegistryError:
     )
 
 
-def _write(upload: Upload, body: Body, claim: uuid.UUID) -> None:
-    """Stream the body into storage (and the resumable hash, unless the store rereads uploads);
+def _write(upload: Upload, body: Body, claim: uuid.UUID) -> digests.Hasher | None:
+    """Stream the body into storage and its hasher (``registry.digests``), which it returns;
     on success the instance holds the new state."""
-    if body.empty:
-        return
     store = blob_store()
-    hasher = None if store.rereads_uploads else rehashes.PySha256.deserialize(upload.hash_state)
+    hasher = digests.hasher_for(upload, store)
+    if body.empty:
+        return hasher
     try:
         state = store.write(
             upload.id.hex, upload.storage_state, upload.offset, _hashed(body.chunks(), hasher, upload, claim)
@@ -257,26 +253,24 @@ def _write(upload: Upload, body: Body, claim: uuid.UUID) -> None:
     except IncompleteBody as exc:
         raise RegistryError(errors.SIZE_INVALID, str(exc)) from exc
     upload.offset += body.received
-    if hasher is not None:
-        upload.hash_state = hasher.serialize()
     upload.storage_state = state
+    digests.written(upload, store, hasher)
+    return hasher
 
 
-def _digest(upload: Upload, claim: uuid.UUID) -> str:
-    """The SHA-256 of everything uploaded: read back once with OpenSSL's (it is about twice as fast as
-    the resumable one where the CPU has no SHA instructions, and releases the GIL), or the saved state's."""
+def _digest(upload: Upload, claim: uuid.UUID, hasher: digests.Hasher | None) -> str:
     store = blob_store()
-    if not store.rereads_uploads:
-        return "sha256:" + rehashes.PySha256.deserialize(upload.hash_state).finalize()
-    hasher = hashlib.sha256()
-    for _ in _hashed(
-        store.read_upload(upload.id.hex, upload.storage_state, upload.offset), hasher, upload, claim
-    ):
-        pass
-    return "sha256:" + hasher.hexdigest()
+
+    def reread() -> Iterator[bytes]:
+        chunks = store.read_upload(upload.id.hex, upload.storage_state, upload.offset)
+        return _hashed(chunks, None, upload, claim)  # a long read renews the claim too
+
+    return digests.digest(store, hasher, reread)
 
 
-def _hashed(chunks: Iterator[bytes], hasher: Any, upload: Upload, claim: uuid.UUID) -> Iterator[bytes]:
+def _hashed(
+    chunks: Iterator[bytes], hasher: digests.Hasher | None, upload: Upload, claim: uuid.UUID
+) -> Iterator[bytes]:
     """``chunks``, fed to ``hasher`` (if any) on the way, renewing the claim while they last."""
     renew_every = _lease() / 3
     renewed = timezone.now()

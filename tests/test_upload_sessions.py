@@ -1,12 +1,14 @@
 """Upload sessions under hostile conditions: the stored offset is the truth and nothing half-done is kept."""
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
+from registry import digests
 from registry.models import Blob, Upload
 from tests import oci
 
@@ -199,3 +201,55 @@ def test_it_leaves_nothing_in_the_bucket_when_the_digest_does_not_match(
     assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
     assert not s3.list_objects_v2(Bucket=s3_bucket).get("Contents")
     assert not Blob.objects.exists()
+
+
+# --- The filesystem's digest: OpenSSL's hasher kept in the process, or the upload read back ---------
+
+
+@pytest.fixture
+def another_process(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Forget the hashers this process kept, as if the next request landed in another worker."""
+    return lambda: monkeypatch.setattr(digests, "RECENT", digests.RecentHashers(1024))
+
+
+@pytest.mark.parametrize("moved_after", [None, 1, 2, 3])
+def test_it_verifies_chunks_whichever_process_took_them(client, another_process, moved_after) -> None:
+    blob = oci.Blob(DATA)
+    url, offset = oci.start_upload(client, NAME), 0
+    for number, chunk in enumerate((DATA[:1000], DATA[1000:50_000], DATA[50_000:]), start=1):
+        assert oci.patch_chunk(client, url, chunk, offset).status_code == 202
+        offset += len(chunk)
+        if number == moved_after:
+            another_process()
+    response = client.put(oci.with_query(url, digest=blob.digest), data=b"", content_type=oci.OCTET_STREAM)
+    assert response.status_code == 201
+    assert oci.content(client.get(f"/v2/{NAME}/blobs/{blob.digest}")) == DATA
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_it_refuses_a_wrong_digest_whichever_process_finishes(client, another_process, moved) -> None:
+    url = oci.start_upload(client, NAME)
+    assert oci.patch_chunk(client, url, DATA, 0).status_code == 202
+    if moved:
+        another_process()
+    wrong = oci.sha256(DATA + b"!")
+    response = client.put(oci.with_query(url, digest=wrong), data=b"", content_type=oci.OCTET_STREAM)
+    oci.assert_error(response, 400, "DIGEST_INVALID")
+    assert oci.document(response)["errors"][0]["detail"]["computed"] == oci.sha256(DATA)
+
+
+def test_a_chunk_that_breaks_off_leaves_no_hasher_behind(client) -> None:
+    url = oci.start_upload(client, NAME)
+    assert oci.patch_chunk(client, url, DATA[:1000], 0).status_code == 202
+    upload_id = uuid.UUID(oci.path_of(url).rsplit("/", 1)[1])
+    before = digests.RECENT.take(upload_id, 1000)
+    assert before is not None  # kept after the saved chunk...
+    digests.RECENT.keep(upload_id, 1000, before)
+    # ...and taken, not kept again, by a chunk whose body breaks off.
+    response = client.patch(url, data=DATA[1000:2000], content_type=oci.OCTET_STREAM, CONTENT_LENGTH="5000")
+    assert response.status_code == 400
+    assert digests.RECENT.take(upload_id, 1000) is None
+    blob = oci.Blob(DATA)
+    assert oci.patch_chunk(client, url, DATA[1000:], 1000).status_code == 202
+    response = client.put(oci.with_query(url, digest=blob.digest), data=b"", content_type=oci.OCTET_STREAM)
+    assert response.status_code == 201
