@@ -30,15 +30,17 @@ def parse_size(text: str) -> int:
 
 def push(url: str, name: str, payload: Payload) -> float:
     started = time.perf_counter()
-    response = requests.post(f"{url}/v2/{name}/blobs/uploads/", timeout=60)
-    response.raise_for_status()
-    location = requests.compat.urljoin(url, response.headers["Location"])
-    # A generator body: requests sends it with chunked transfer encoding, as docker does.
-    response = requests.patch(location, data=iter(payload), timeout=3600)
-    response.raise_for_status()
-    location = requests.compat.urljoin(url, response.headers["Location"])
-    response = requests.put(location, params={"digest": payload.digest}, timeout=3600)
-    response.raise_for_status()
+    # One connection for the whole upload, as docker and skopeo keep theirs alive.
+    with requests.Session() as session:
+        response = session.post(f"{url}/v2/{name}/blobs/uploads/", timeout=60)
+        response.raise_for_status()
+        location = requests.compat.urljoin(url, response.headers["Location"])
+        # A generator body: requests sends it with chunked transfer encoding, as docker does.
+        response = session.patch(location, data=iter(payload), timeout=3600)
+        response.raise_for_status()
+        location = requests.compat.urljoin(url, response.headers["Location"])
+        response = session.put(location, params={"digest": payload.digest}, timeout=3600)
+        response.raise_for_status()
     return time.perf_counter() - started
 
 

@@ -84,8 +84,7 @@ class FilesystemStore(BlobStore):
             with open(source, "r+b") as file:
                 file.truncate(size)
                 os.fsync(file.fileno())
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
+            _rename_into(source, target)
             _fsync_directory(target.parent)
         except OSError as exc:
             raise StorageError(f"cannot store blob: {exc.strerror}") from exc
@@ -128,6 +127,20 @@ class FilesystemStore(BlobStore):
                     key = path.relative_to(self.root).as_posix()
                     modified = datetime.fromtimestamp(stat.st_mtime, UTC)
                     yield StoredObject(key, modified, name, is_blob, stat.st_size)
+
+
+def _rename_into(source: Path, target: Path, attempts: int = 3) -> None:
+    """Rename ``source`` to ``target``, creating its directory; again if the directory vanished in
+    between (``delete`` removes a digest's directory with its last copy, e.g. gc deleting an older
+    upload of the same digest)."""
+    for attempt in range(attempts):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, target)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1 or not source.exists():
+                raise
 
 
 def _fsync_directory(path: Path) -> None:
