@@ -7,12 +7,17 @@ session row after every chunk, so any process can take the next one.
 A store that can (the filesystem, from the page cache) gets OpenSSL's SHA-256
 (hashlib): twice as fast as the resumable one where the CPU has no SHA
 instructions, and it releases the GIL while it hashes. Its state cannot be
-saved, so each process keeps the hasher of the last chunk it wrote to an
-upload (``RECENT``, by upload and offset). The next request of that upload
-continues it when it lands in the same process, which keep-alive makes the
-rule (a client sends its PATCH and PUT on one connection); anywhere else the
-chunks go unhashed and the finishing request reads the upload back and hashes
-it once.
+saved, so the row's ``hash_state`` holds instead the finished digest of the
+bytes so far (``sha256:<hex>``, written with the offset it belongs to), or
+nothing when no one hasher saw them all. A request hashes its chunk when it
+starts the upload, or when this process keeps the hasher of the chunk before
+(``RECENT``, by upload and offset); otherwise its chunk is stored unhashed and
+the finishing request reads the upload back and hashes it once.
+
+So the usual push, a PATCH with the whole blob and an empty PUT, hashes as the
+bytes arrive and its PUT reads the digest from the row, whichever workers the
+two requests land on (skopeo opens a connection per request); chunks spread
+over workers cost one read-back at the end.
 """
 
 import hashlib
@@ -28,6 +33,7 @@ from registry.models import Upload
 from registry.storage.base import BlobStore
 
 Hasher = Any  # hashlib's sha256 object, or rehashes.PySha256: both take update()
+KNOWN = b"sha256:"  # a filesystem row's hash_state: the digest of its first ``offset`` bytes
 
 
 class RecentHashers:
@@ -52,12 +58,14 @@ class RecentHashers:
 RECENT = RecentHashers(1024)
 
 
-def initial_state() -> bytes:
+def initial_state(store: BlobStore) -> bytes:
+    if store.rereads_uploads:
+        return KNOWN + hashlib.sha256().hexdigest().encode()
     return rehashes.PySha256().serialize()
 
 
 def hasher_for(upload: Upload, store: BlobStore) -> Hasher | None:
-    """What hashes the next chunk of ``upload``: None when the finishing request will read it back."""
+    """What hashes the chunk a request brings; None: the chunk goes unhashed (read back at the end)."""
     if not store.rereads_uploads:
         return rehashes.PySha256.deserialize(upload.hash_state)
     hasher = RECENT.take(upload.id, upload.offset)
@@ -67,9 +75,11 @@ def hasher_for(upload: Upload, store: BlobStore) -> Hasher | None:
 
 
 def written(upload: Upload, store: BlobStore, hasher: Hasher | None) -> None:
-    """After a chunk is stored, before the row is saved: the resumable hasher's state goes in the row."""
+    """After a chunk is stored, before the row is saved with its new offset: the state that goes with it."""
     if not store.rereads_uploads:
         upload.hash_state = hasher.serialize()
+    else:
+        upload.hash_state = KNOWN + hasher.hexdigest().encode() if hasher is not None else b""
 
 
 def saved(upload: Upload, store: BlobStore, hasher: Hasher | None) -> None:
@@ -81,12 +91,18 @@ def saved(upload: Upload, store: BlobStore, hasher: Hasher | None) -> None:
         RECENT.keep(upload.id, upload.offset, hasher)
 
 
-def digest(store: BlobStore, hasher: Hasher | None, reread: Callable[[], Iterator[bytes]]) -> str:
-    """``sha256:<hex>`` of the whole upload; ``reread`` gives its bytes when no hasher has them all."""
-    if hasher is None:
-        hasher = hashlib.sha256()
-        for chunk in reread():
-            hasher.update(chunk)
-    if store.rereads_uploads:
+def digest(
+    upload: Upload, store: BlobStore, hasher: Hasher | None, reread: Callable[[], Iterator[bytes]]
+) -> str:
+    """``sha256:<hex>`` of the whole upload; ``reread`` gives its bytes when nothing saw them all."""
+    if not store.rereads_uploads:
+        return "sha256:" + hasher.finalize()
+    if hasher is not None:
         return "sha256:" + hasher.hexdigest()
-    return "sha256:" + hasher.finalize()
+    state = bytes(upload.hash_state)
+    if state.startswith(KNOWN):
+        return state.decode()
+    hasher = hashlib.sha256()
+    for chunk in reread():
+        hasher.update(chunk)
+    return "sha256:" + hasher.hexdigest()

@@ -60,8 +60,12 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
             log.exception("unexpected error on %s %s", request.method, request.path)
             response = responses.error(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
         response[API_VERSION_HEADER] = API_VERSION
-        # Set by SecurityMiddleware elsewhere; /v2/ runs without middleware (crow/wsgi.py).
+        # What SecurityMiddleware and CommonMiddleware add elsewhere; /v2/ runs without middleware
+        # (crow/wsgi.py). Without a length, a server must close the connection or chunk the body, and
+        # clients lose their keep-alive connection with every error answer.
         response["X-Content-Type-Options"] = "nosniff"
+        if not response.streaming and not response.has_header("Content-Length"):
+            response["Content-Length"] = str(len(response.content))
         return response
 
     return view

@@ -10,8 +10,9 @@ refused with 416 whatever the client claims; a body that breaks off commits
 nothing.
 
 How the SHA-256 is computed depends on the store (``registry.digests``): a
-resumable state in the row for S3, OpenSSL's hasher kept in the process, or the
-upload read back once at the end, for the filesystem.
+resumable state in the row for S3; for the filesystem, OpenSSL's as the bytes
+arrive, with the digest so far in the row, or the upload read back once at the
+end when its chunks were spread over processes.
 
 A chunk costs two statements; finishing costs the claim and one transaction
 (record the blob, link it, close the session).
@@ -47,7 +48,7 @@ class _Claim:
 
 def start(repository: Repository, claimed: bool = False) -> tuple[Upload, _Claim | None]:
     """A new session; ``claimed`` for the request that will write it at once (a monolithic POST)."""
-    upload = Upload(repository=repository, hash_state=digests.initial_state())
+    upload = Upload(repository=repository, hash_state=digests.initial_state(blob_store()))
     upload.storage_state = blob_store().start_upload(upload.id.hex)
     claim = None
     if claimed:
@@ -265,7 +266,7 @@ def _digest(upload: Upload, claim: uuid.UUID, hasher: digests.Hasher | None) -> 
         chunks = store.read_upload(upload.id.hex, upload.storage_state, upload.offset)
         return _hashed(chunks, None, upload, claim)  # a long read renews the claim too
 
-    return digests.digest(store, hasher, reread)
+    return digests.digest(upload, store, hasher, reread)
 
 
 def _hashed(

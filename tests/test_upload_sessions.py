@@ -203,53 +203,102 @@ def test_it_leaves_nothing_in_the_bucket_when_the_digest_does_not_match(
     assert not Blob.objects.exists()
 
 
-# --- The filesystem's digest: OpenSSL's hasher kept in the process, or the upload read back ---------
-
-
 @pytest.fixture
 def another_process(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     """Forget the hashers this process kept, as if the next request landed in another worker."""
     return lambda: monkeypatch.setattr(digests, "RECENT", digests.RecentHashers(1024))
 
 
+# --- The digest: read back once at the end, or hashed as it arrives when one request brings it all ---
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("chunks", [[], [DATA], [DATA[:1000], DATA[1000:50_000], DATA[50_000:]]])
+def test_it_verifies_the_digest_of_patched_chunks(client, chunks: list[bytes]) -> None:
+    url, offset = oci.start_upload(client, NAME), 0
+    for chunk in chunks:
+        assert oci.patch_chunk(client, url, chunk, offset).status_code == 202
+        offset += len(chunk)
+    data = b"".join(chunks)
+    wrong = client.put(
+        oci.with_query(url, digest=oci.sha256(data + b"!")), data=b"", content_type=oci.OCTET_STREAM
+    )
+    oci.assert_error(wrong, 400, "DIGEST_INVALID")
+    assert oci.document(wrong)["errors"][0]["detail"]["computed"] == oci.sha256(data)
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("moved", [False, True])
+@pytest.mark.parametrize("last_chunk", [b"", DATA[50_000:]])
+def test_it_verifies_a_put_that_brings_the_last_chunk(
+    client, another_process, last_chunk: bytes, moved
+) -> None:
+    data = DATA[:50_000] + last_chunk
+    url = oci.start_upload(client, NAME)
+    assert oci.patch_chunk(client, url, DATA[:50_000], 0).status_code == 202
+    if moved:
+        another_process()
+    response = client.put(
+        oci.with_query(url, digest=oci.sha256(data)), data=last_chunk, content_type=oci.OCTET_STREAM
+    )
+    assert response.status_code == 201
+    assert oci.content(client.get(f"/v2/{NAME}/blobs/{oci.sha256(data)}")) == data
+
+
+@pytest.mark.all_backends
+@pytest.mark.parametrize("data", [b"", DATA])
+def test_it_verifies_a_monolithic_put(client, data: bytes) -> None:
+    url = oci.start_upload(client, NAME)
+    wrong = client.put(
+        oci.with_query(url, digest=oci.sha256(data + b"!")), data=data, content_type=oci.OCTET_STREAM
+    )
+    oci.assert_error(wrong, 400, "DIGEST_INVALID")
+    assert oci.document(wrong)["errors"][0]["detail"]["computed"] == oci.sha256(data)
+    url = oci.start_upload(client, NAME)
+    right = client.put(oci.with_query(url, digest=oci.sha256(data)), data=data, content_type=oci.OCTET_STREAM)
+    assert right.status_code == 201
+
+
 @pytest.mark.parametrize("moved_after", [None, 1, 2, 3])
-def test_it_verifies_chunks_whichever_process_took_them(client, another_process, moved_after) -> None:
-    blob = oci.Blob(DATA)
+@pytest.mark.parametrize("wrong", [False, True])
+def test_it_verifies_chunks_whichever_process_took_them(client, another_process, moved_after, wrong) -> None:
     url, offset = oci.start_upload(client, NAME), 0
     for number, chunk in enumerate((DATA[:1000], DATA[1000:50_000], DATA[50_000:]), start=1):
         assert oci.patch_chunk(client, url, chunk, offset).status_code == 202
         offset += len(chunk)
         if number == moved_after:
             another_process()
-    response = client.put(oci.with_query(url, digest=blob.digest), data=b"", content_type=oci.OCTET_STREAM)
-    assert response.status_code == 201
-    assert oci.content(client.get(f"/v2/{NAME}/blobs/{blob.digest}")) == DATA
+    digest = oci.sha256(DATA + b"!") if wrong else oci.sha256(DATA)
+    response = client.put(oci.with_query(url, digest=digest), data=b"", content_type=oci.OCTET_STREAM)
+    if wrong:
+        oci.assert_error(response, 400, "DIGEST_INVALID")
+        assert oci.document(response)["errors"][0]["detail"]["computed"] == oci.sha256(DATA)
+    else:
+        assert response.status_code == 201
+        assert oci.content(client.get(f"/v2/{NAME}/blobs/{digest}")) == DATA
 
 
-@pytest.mark.parametrize("moved", [False, True])
-def test_it_refuses_a_wrong_digest_whichever_process_finishes(client, another_process, moved) -> None:
+def test_a_finished_patch_leaves_its_digest_for_any_process(client, another_process) -> None:
     url = oci.start_upload(client, NAME)
     assert oci.patch_chunk(client, url, DATA, 0).status_code == 202
-    if moved:
-        another_process()
-    wrong = oci.sha256(DATA + b"!")
-    response = client.put(oci.with_query(url, digest=wrong), data=b"", content_type=oci.OCTET_STREAM)
-    oci.assert_error(response, 400, "DIGEST_INVALID")
-    assert oci.document(response)["errors"][0]["detail"]["computed"] == oci.sha256(DATA)
+    assert bytes(upload_of(url).hash_state) == f"{oci.sha256(DATA)}".encode()
+    another_process()
+    response = client.put(
+        oci.with_query(url, digest=oci.sha256(DATA)), data=b"", content_type=oci.OCTET_STREAM
+    )
+    assert response.status_code == 201
 
 
-def test_a_chunk_that_breaks_off_leaves_no_hasher_behind(client) -> None:
+def test_a_chunk_that_breaks_off_leaves_the_saved_digest(client, another_process) -> None:
     url = oci.start_upload(client, NAME)
     assert oci.patch_chunk(client, url, DATA[:1000], 0).status_code == 202
-    upload_id = uuid.UUID(oci.path_of(url).rsplit("/", 1)[1])
-    before = digests.RECENT.take(upload_id, 1000)
-    assert before is not None  # kept after the saved chunk...
-    digests.RECENT.keep(upload_id, 1000, before)
-    # ...and taken, not kept again, by a chunk whose body breaks off.
-    response = client.patch(url, data=DATA[1000:2000], content_type=oci.OCTET_STREAM, CONTENT_LENGTH="5000")
-    assert response.status_code == 400
-    assert digests.RECENT.take(upload_id, 1000) is None
-    blob = oci.Blob(DATA)
+    response = client.generic(
+        "PATCH", url, data=DATA[1000:2000], content_type=oci.OCTET_STREAM, CONTENT_LENGTH="5000"
+    )
+    oci.assert_error(response, 400, "SIZE_INVALID")
+    assert bytes(upload_of(url).hash_state) == oci.sha256(DATA[:1000]).encode()
     assert oci.patch_chunk(client, url, DATA[1000:], 1000).status_code == 202
-    response = client.put(oci.with_query(url, digest=blob.digest), data=b"", content_type=oci.OCTET_STREAM)
+    response = client.put(
+        oci.with_query(url, digest=oci.sha256(DATA)), data=b"", content_type=oci.OCTET_STREAM
+    )
     assert response.status_code == 201

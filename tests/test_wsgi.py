@@ -77,6 +77,11 @@ def test_registry_errors_are_still_the_spec_envelope() -> None:
     assert headers["content-type"] == "application/json"
     assert json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
     assert headers["x-content-type-options"] == "nosniff"
+    # A length, so that the server keeps the client's connection open after an error.
+    assert headers["content-length"] == str(len(body))
+    status, headers, _ = call("HEAD", f"/v2/no/such/blobs/sha256:{'0' * 64}")
+    assert status == 404
+    assert "content-length" in headers
 
 
 def test_manifest_served_through_the_lean_handler(client) -> None:
