@@ -16,7 +16,6 @@ import datetime
 import os
 import platform
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,14 +23,13 @@ from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
-from bench import layouts, machine, measure, processes, report, s3, servers
+from bench import cli, layouts, machine, measure, processes, report, s3, servers
 from bench.layouts import Image, MiB
 from bench.measure import Failed
 from bench.payload import Payload
 from bench.report import HIGHER, LOWER, Figure, Results
 from bench.servers import Server
 
-OUT = Path(__file__).resolve().parent / "out"
 SERVERS = {
     "gunicorn": "gunicorn gthread (crow/gunicorn.conf.py)",
     "granian": "granian (WSGI, blocking threads)",
@@ -40,9 +38,6 @@ SERVERS = {
 
 def main() -> None:
     args = _arguments()
-    # Every way of stopping the benchmark unwinds it, so that the servers stop and the database goes.
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
     servers.ensure_tools()
     args.out.mkdir(parents=True, exist_ok=True)
     print("writing image layouts (once)", flush=True)
@@ -282,10 +277,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=1, help="one leaves the servers the most CPU")
     parser.add_argument("--upload-size", type=int, default=100, help="MiB, default 100")
     parser.add_argument("--chunk", type=int, default=5 * MiB, help="bytes per PATCH, default 5 MiB")
-    parser.add_argument("--workers", type=int, help="CROW_WORKERS (default: crow/gunicorn.conf.py's)")
-    parser.add_argument("--threads", type=int, help="CROW_THREADS (default: crow/gunicorn.conf.py's)")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="no database name")
-    parser.add_argument("--out", type=Path, default=OUT, help="work directory, default bench/out")
+    cli.server_arguments(parser)
     parser.add_argument(
         "--server",
         choices=sorted(SERVERS),
@@ -300,12 +292,5 @@ def _arguments() -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt as stop:
-        sys.exit(f"interrupted ({stop}): servers stopped, database dropped")
+    cli.run(main, "servers stopped, database dropped")

@@ -12,7 +12,6 @@ repository, then pulled; the log lines each wrote during the copy are its counts
 
 import argparse
 import re
-import signal
 import sys
 import time
 from collections import Counter
@@ -25,12 +24,11 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import moto
 
-from bench import layouts, measure, report, servers
+from bench import cli, layouts, measure, report, servers
 from bench.layouts import Image, MiB
 from bench.measure import Failed
 from bench.servers import Server
 
-OUT = Path(__file__).resolve().parent / "out"
 DATABASE = "crow_bench_s3"
 BUCKET = "crow-bench"
 REGION = "us-east-1"  # moto refuses to create buckets elsewhere without a LocationConstraint
@@ -382,8 +380,6 @@ def markdown(rows: list[Row], part_size: int) -> str:
 
 def main() -> None:
     args = _arguments()
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
     servers.ensure_tools()
     args.out.mkdir(parents=True, exist_ok=True)
     images = [layouts.build(args.out / "layouts", spec) for spec in layouts.SPECS]
@@ -395,21 +391,11 @@ def main() -> None:
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.s3", description=__doc__.splitlines()[0])
     parser.add_argument("--part-size", type=int, default=PART_SIZE // MiB, help="MiB, default CRoW's 16")
-    parser.add_argument("--workers", type=int, help="CROW_WORKERS (default: crow/gunicorn.conf.py's)")
-    parser.add_argument("--threads", type=int, help="CROW_THREADS (default: crow/gunicorn.conf.py's)")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="no database name")
-    parser.add_argument("--out", type=Path, default=OUT, help="work directory, default bench/out")
+    cli.server_arguments(parser)
     args = parser.parse_args()
     args.out = args.out.resolve()
     return args
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt as stop:
-        sys.exit(f"interrupted ({stop}): moto and CRoW stopped, database dropped")
+    cli.run(main, "moto and CRoW stopped, database dropped")
