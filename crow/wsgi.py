@@ -13,6 +13,7 @@ import os
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
@@ -22,13 +23,21 @@ REGISTRY_PREFIX = "/v2/"
 
 class RegistryHandler(WSGIHandler):
     """Django's WSGI handler with an empty middleware list: the request signals, URL resolver and
-    exception handling stay; what ``load_middleware`` would build from ``[]`` is built directly."""
+    exception handling stay; what ``load_middleware`` would build from ``[]`` is built directly.
+
+    The one check of the site's middleware that /v2/ needs is kept: the Host must be one of
+    ``ALLOWED_HOSTS`` (the token realm in a 401 challenge is built from it), else 400.
+    """
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
         self._template_response_middleware = []
         self._exception_middleware = []
-        self._middleware_chain = convert_exception_to_response(self._get_response)
+        self._middleware_chain = convert_exception_to_response(self._host_checked_response)
+
+    def _host_checked_response(self, request: HttpRequest) -> HttpResponseBase:
+        request.get_host()  # raises DisallowedHost, which Django answers with 400
+        return self._get_response(request)
 
 
 class Dispatch:

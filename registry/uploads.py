@@ -212,9 +212,7 @@ def _prepared(field: str, value):
 
 def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
     """Why the claim was not won: no such session, a chunk for another offset, or another writer."""
-    current = Upload.objects.select_related("repository").filter(id=upload_id, repository__name=name).first()
-    if current is None:
-        return RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id})
+    current = find(name, upload_id)  # raises BLOB_UPLOAD_UNKNOWN if there is no such session
     if start is not None and start != current.offset:
         return _out_of_order(current, f"chunk starts at {start} but the upload has {current.offset} bytes")
     return _out_of_order(current, "another request is writing to this upload")

@@ -106,3 +106,16 @@ def test_site_keeps_its_middleware() -> None:
 def test_site_still_checks_the_host() -> None:
     status, _, _ = call("GET", "/admin/login/", host="evil.example")
     assert status == 400
+
+
+@pytest.mark.auth
+@pytest.mark.parametrize("path", ["/v2/", "/v2/team/app/manifests/latest"])
+def test_registry_refuses_a_host_it_does_not_serve(path: str) -> None:
+    # As the site's CommonMiddleware does; the token realm is built from the Host header.
+    status, _, _ = call("GET", path, host="evil.example")
+    assert status == 400
+
+
+def test_registry_refuses_a_host_it_does_not_serve_when_open() -> None:
+    status, _, _ = call("GET", "/v2/", host="evil.example")
+    assert status == 400
