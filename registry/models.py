@@ -9,7 +9,7 @@ import re
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.db import connections, models
+from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -47,50 +47,12 @@ class Repository(models.Model):
         return self.name
 
 
-class BlobManager(models.Manager["Blob"]):
-    def record(self, digest: str, size: int, key: str) -> "Blob":
-        """The row for a stored blob, created if this is its first upload, in one statement.
-
-        If another upload of the same digest was recorded first, its row (and
-        key) wins; the caller compares keys to drop its own copy. Call it in a
-        transaction: that row stays locked until the transaction ends, so that
-        garbage collection cannot delete it before the caller links it.
-        """
-        connection = connections[self.db]
-        quote = connection.ops.quote_name
-        created = timezone.now()
-        insert = (
-            f"INSERT INTO {quote(self.model._meta.db_table)} (digest, size, {quote('key')}, created) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (digest) DO NOTHING RETURNING id"
-        )
-        values = [
-            digest,
-            size,
-            key,
-            self.model._meta.get_field("created").get_db_prep_value(created, connection),
-        ]
-        for _ in range(3):  # the existing row can vanish in between only if gc deleted it: then insert
-            with connection.cursor() as cursor:
-                cursor.execute(insert, values)
-                inserted = cursor.fetchone()
-            if inserted is not None:
-                return self.model(id=inserted[0], digest=digest, size=size, key=key, created=created)
-            # NO KEY UPDATE: it excludes gc's FOR UPDATE, not the KEY SHARE that a concurrent manifest
-            # PUT's foreign key takes at commit (FOR UPDATE deadlocked with that PUT's link insert).
-            existing = self.select_for_update(no_key=True).filter(digest=digest).first()
-            if existing is not None:
-                return existing
-        raise RuntimeError(f"blob {digest} was deleted three times while it was being recorded")
-
-
 class Blob(models.Model):
     digest = models.CharField(max_length=135, unique=True)
     size = models.BigIntegerField()
     # Where the blob store keeps the bytes (see registry.storage.base).
     key = models.CharField(max_length=512)
     created = models.DateTimeField(default=timezone.now)
-
-    objects = BlobManager()
 
     def __str__(self) -> str:
         return self.digest

@@ -14,8 +14,9 @@ resumable state in the row for S3; for the filesystem, OpenSSL's as the bytes
 arrive, with the digest so far in the row, or the upload read back once at the
 end when its chunks were spread over processes.
 
-A chunk costs two statements; finishing costs the claim and one transaction
-(record the blob, link it, close the session).
+Starting a session costs one statement (two the first time a repository is
+pushed to), a chunk two, finishing the claim and one transaction (record the
+blob, link it, close the session); ``registry.upload_rows`` has them as fixed SQL.
 """
 
 import uuid
@@ -25,10 +26,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from registry import digests, errors, responses
+from registry import digests, errors, responses, upload_rows
 from registry.bodies import Body, IncompleteBody
 from registry.errors import RegistryError
 from registry.models import Blob, Repository, RepositoryBlob, Upload
@@ -46,16 +47,22 @@ class _Claim:
     held: bool = True
 
 
-def start(repository: Repository, claimed: bool = False) -> tuple[Upload, _Claim | None]:
-    """A new session; ``claimed`` for the request that will write it at once (a monolithic POST)."""
-    upload = Upload(repository=repository, hash_state=digests.initial_state(blob_store()))
+def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
+    """A new session in repository ``name`` (created if missing); ``claimed`` for the request that
+    will write it at once (a monolithic POST)."""
+    upload = Upload(hash_state=digests.initial_state(blob_store()))
     upload.storage_state = blob_store().start_upload(upload.id.hex)
     claim = None
     if claimed:
         claim = _Claim(uuid.uuid4())
         upload.claim, upload.claimed_until = claim.id, timezone.now() + _lease()
-    upload.save(force_insert=True)
-    return upload, claim
+    for _ in range(3):  # the repository can vanish in between only if an operator deleted it
+        repository_id = upload_rows.insert(upload, name)
+        if repository_id is not None:
+            upload.repository = Repository(id=repository_id, name=name)
+            return upload, claim
+        Repository.objects.get_or_create_named(name)
+    raise RuntimeError(f"repository {name} was deleted three times while an upload started in it")
 
 
 def find(name: str, upload_id: str) -> Upload:
@@ -123,21 +130,26 @@ def _store_blob(upload: Upload, digest: str) -> Blob:
     store = blob_store()
     key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
     with transaction.atomic():
-        blob = Blob.objects.record(digest, upload.offset, key)
-        _link_and_close(upload, blob)
+        blob = _record(digest, upload.offset, key)
+        upload_rows.link(upload.repository.id, blob.id)
+        upload_rows.delete(upload.id)
     if blob.key != key:
         store.delete(key)
     return blob
 
 
-def _link_and_close(upload: Upload, blob: Blob) -> None:
-    RepositoryBlob.objects.link(upload.repository, [blob])
-    Upload.objects.filter(pk=upload.pk).delete()
+def _record(digest: str, size: int, key: str) -> Blob:
+    """The blob's row: inserted if this is its first upload, else the existing one, locked."""
+    for _ in range(3):  # the existing row can vanish in between only if gc deleted it: then insert
+        blob = upload_rows.record_blob(digest, size, key) or upload_rows.existing_blob(digest)
+        if blob is not None:
+            return blob
+    raise RuntimeError(f"blob {digest} was deleted three times while it was being recorded")
 
 
 def cancel(upload: Upload) -> None:
     blob_store().abort(upload.id.hex, upload.storage_state)
-    Upload.objects.filter(pk=upload.pk).delete()
+    upload_rows.delete(upload.id)
 
 
 def cancel_claimed(upload: Upload) -> None:
@@ -170,44 +182,13 @@ def _claimed_by_id(name: str, upload_id: str, start: int | None) -> Iterator[tup
     in one UPDATE ... RETURNING; release the claim on the way out unless the session is gone."""
     claim = _Claim(uuid.uuid4())
     now = timezone.now()
-    upload = _claim_statement(name, upload_id, start, claim.id, now)
+    upload = upload_rows.claim(name, uuid.UUID(upload_id), start, claim.id, now, now + _lease())
     if upload is None:
         raise _refusal(name, upload_id, start)
     try:
         yield upload, claim
     finally:
         _release(upload, claim)
-
-
-def _claim_statement(name: str, upload_id: str, start: int | None, claim: uuid.UUID, now) -> Upload | None:
-    table, repositories = Upload._meta.db_table, Repository._meta.db_table
-    offset = connection.ops.quote_name("offset")
-    sql = (
-        f"UPDATE {table} SET claim = %s, claimed_until = %s "
-        f"WHERE id = %s AND repository_id = (SELECT id FROM {repositories} WHERE name = %s) "
-        f"AND (claim IS NULL OR claimed_until < %s)"
-        + (f" AND {offset} = %s" if start is not None else "")
-        + f" RETURNING id, repository_id, {offset}, hash_state, storage_state, claim, claimed_until, "
-        "created, updated"
-    )
-    values = [
-        _prepared("claim", claim),
-        _prepared("claimed_until", now + _lease()),
-        _prepared("id", uuid.UUID(upload_id)),
-        name,
-        _prepared("claimed_until", now),
-    ]
-    if start is not None:
-        values.append(start)
-    upload = next(iter(Upload.objects.raw(sql, values)), None)
-    if upload is not None:
-        # The name is what the request said and the statement checked: no query for the row.
-        upload.repository = Repository(id=upload.repository_id, name=name)
-    return upload
-
-
-def _prepared(field: str, value):
-    return Upload._meta.get_field(field).get_db_prep_value(value, connection)
 
 
 def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
@@ -220,7 +201,7 @@ def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
 
 def _release(upload: Upload, claim: _Claim) -> None:
     if claim.held:
-        Upload.objects.filter(pk=upload.pk, claim=claim.id).update(claim=None, claimed_until=None)
+        upload_rows.release(upload.id, claim.id)
         claim.held = False
 
 
@@ -290,14 +271,6 @@ def _renew(upload: Upload, claim: uuid.UUID, now) -> None:
 
 def _save(upload: Upload, claim: _Claim) -> None:
     """Store the new state and release the claim, in one UPDATE."""
-    saved = Upload.objects.filter(pk=upload.pk, claim=claim.id).update(
-        offset=upload.offset,
-        hash_state=upload.hash_state,
-        storage_state=upload.storage_state,
-        updated=timezone.now(),
-        claim=None,
-        claimed_until=None,
-    )
-    if not saved:
+    if not upload_rows.save(upload, claim.id):
         raise RegistryError(errors.BLOB_UPLOAD_INVALID, "the upload was taken over or cancelled", status=416)
     claim.held = False

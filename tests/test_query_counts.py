@@ -61,11 +61,26 @@ def test_it_finishes_an_upload_in_one_claim_and_one_transaction(client, django_a
 
 def test_a_monolithic_post_starts_claimed(client, image, django_assert_num_queries) -> None:
     blob = oci.layer("monolithic")
-    # The repository (it exists), the session inserted already claimed; then the same transaction as a PUT.
-    with django_assert_num_queries(2 + 2 + 3):
+    # The session inserted already claimed (into the existing repository); then the same transaction
+    # as a PUT.
+    with django_assert_num_queries(1 + 2 + 3):
         response = client.post(
             oci.with_query(f"/v2/{NAME}/blobs/uploads/", digest=blob.digest),
             data=blob.data,
             content_type=oci.OCTET_STREAM,
         )
     assert response.status_code == 201
+
+
+def test_it_starts_an_upload_in_one_query(client, image, django_assert_num_queries) -> None:
+    # The session is inserted with its repository's id in the same statement.
+    with django_assert_num_queries(1):
+        assert client.post(f"/v2/{NAME}/blobs/uploads/").status_code == 202
+
+
+def test_the_first_upload_to_a_repository_creates_it(client, django_assert_num_queries) -> None:
+    # The insert finds no repository; it is looked up, created, read back, and the insert runs again.
+    with django_assert_num_queries(1 + 3 + 1):
+        response = client.post("/v2/brand/new/blobs/uploads/")
+    assert response.status_code == 202
+    assert client.get(response["Location"]).status_code == 204

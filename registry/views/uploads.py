@@ -31,12 +31,11 @@ def start_upload(request: HttpRequest, name: str) -> HttpResponse:
     source = request.GET.get("from")
     if source is not None and not references.is_name(source):
         raise RegistryError(errors.NAME_INVALID, detail={"from": source})
-    repository = Repository.objects.get_or_create_named(name)
     if mount_digest is not None:
-        blob = _mount(request, repository, mount_digest, source)
+        blob = _mount(request, Repository.objects.get_or_create_named(name), mount_digest, source)
         if blob is not None:
             return responses.blob_created(name, blob.digest)
-    upload, claim = uploads.start(repository, claimed=digest is not None)
+    upload, claim = uploads.start(name, claimed=digest is not None)
     if claim is not None:
         blob = uploads.finish_new(upload, claim, _body(request), digest)
         return responses.blob_created(name, blob.digest)
