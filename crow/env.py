@@ -2,7 +2,9 @@
 
 Each reader fails loudly: a value that cannot be parsed raises
 ``ImproperlyConfigured`` naming the variable, so a typo stops the server at
-start-up instead of surfacing as odd behaviour later. Secrets may also be
+start-up instead of surfacing as odd behaviour later. A variable set to nothing
+(``DATABASE_URL=`` in a .env file or a compose file) counts as unset: its
+default applies. Secrets may also be
 given as ``NAME_FILE`` (a path), the convention of container secrets.
 """
 
@@ -13,17 +15,24 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)?$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
+def _raw(name: str) -> str | None:
+    """The variable's value, or None if it is unset or blank."""
+    raw = os.environ.get(name)
+    return None if raw is None or raw.strip() == "" else raw
+
+
 def string(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    raw = _raw(name)
+    return default if raw is None else raw
 
 
 def boolean(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -35,8 +44,8 @@ def boolean(name: str, default: bool = False) -> bool:
 
 
 def integer(name: str, default: int, minimum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -49,8 +58,7 @@ def integer(name: str, default: int, minimum: int | None = None) -> int:
 
 def duration(name: str, default: str) -> int:
     """A duration such as ``90``, ``90s``, ``15m``, ``6h`` or ``7d``, in seconds."""
-    raw = os.environ.get(name, default).strip()
-    return parse_duration(raw, name)
+    return parse_duration(string(name, default), name)
 
 
 def parse_duration(raw: str, name: str = "duration") -> int:
@@ -62,21 +70,21 @@ def parse_duration(raw: str, name: str = "duration") -> int:
 
 def secret(name: str, default: str = "") -> str:
     """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
-    path = os.environ.get(f"{name}_FILE")
+    path = _raw(f"{name}_FILE")
     if path:
         try:
             return Path(path).read_text().strip()
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
-    return os.environ.get(name, default)
+    return string(name, default)
 
 
 def choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = os.environ.get(name, default).strip().lower()
+    value = string(name, default).strip().lower()
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
     return value
 
 
 def path_list(name: str, default: str) -> list[str]:
-    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+    return [part.strip() for part in string(name, default).split(",") if part.strip()]

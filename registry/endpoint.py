@@ -3,13 +3,14 @@
 ``endpoint(GET=..., PUT=...)`` builds the view for one URL: it picks the
 operation by method (405 ``UNSUPPORTED`` otherwise), asks
 ``registry.auth.access.authorize`` whether the caller may do it, renders every
-``RegistryError`` as the spec's JSON envelope, turns storage failures into a
-retryable 503, and sets the API version and ``nosniff`` headers on every answer.
+``RegistryError`` as the spec's JSON envelope, turns storage and database
+outages into a retryable 503, and sets the API version and ``nosniff`` headers on every answer.
 """
 
 import logging
 from collections.abc import Callable
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -49,13 +50,12 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
             response = responses.error(error, head=request.method == "HEAD")
         except StorageError as exc:
             log.warning("storage failed on %s %s: %s", request.method, request.path, exc)
-            error = RegistryError(
-                errors.UNKNOWN,
-                f"blob storage is unavailable, retry later: {exc}",
-                status=503,
-                headers={"Retry-After": "5"},
-            )
-            response = responses.error(error, head=request.method == "HEAD")
+            response = _unavailable(request, f"blob storage is unavailable, retry later: {exc}")
+        except (OperationalError, InterfaceError) as exc:
+            # The database went away, restarted, or gave up on a lock: a retry redoes what did not
+            # commit (every write is one statement or one transaction).
+            log.warning("database failed on %s %s: %s", request.method, request.path, exc)
+            response = _unavailable(request, "the registry's database is unavailable, retry later")
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             response = responses.error(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
@@ -69,6 +69,11 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
         return response
 
     return view
+
+
+def _unavailable(request: HttpRequest, message: str) -> HttpResponse:
+    error = RegistryError(errors.UNKNOWN, message, status=503, headers={"Retry-After": "5"})
+    return responses.error(error, head=request.method == "HEAD")
 
 
 def _action(method: str, kwargs: dict[str, str]) -> str:

@@ -1,0 +1,91 @@
+"""When the database is down or restarts, /v2/ answers 503 with Retry-After, and recovers by itself.
+
+A 500 tells a client that the registry is broken; a 503 with ``Retry-After``
+tells it to come back (containerd and docker retry it). A server whose
+database connections were cut (PostgreSQL restarted, a failover) must not keep
+failing on the dead connection: the next request connects again.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import requests
+from django.db import connection
+
+from tests import oci
+from tests.server import Server, free_port, running
+
+TIMEOUT = 30
+NAME = "team/app"
+
+
+def test_a_registry_without_its_database_answers_503(tmp_path: Path, blob_root: Path) -> None:
+    # A PostgreSQL URL where nothing listens: every query fails to connect.
+    env = {
+        **_server_environment(tmp_path, blob_root),
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/crow",
+        "CROW_AUTH_DISABLED": "1",
+    }
+    with running(env, tmp_path / "server.log") as url:
+        assert requests.get(f"{url}/v2/", timeout=TIMEOUT).status_code == 200  # no query needed
+        for method, path in (
+            ("GET", f"/v2/{NAME}/manifests/v1"),
+            ("HEAD", f"/v2/{NAME}/blobs/sha256:{'0' * 64}"),
+            ("POST", f"/v2/{NAME}/blobs/uploads/"),
+        ):
+            response = requests.request(method, url + path, timeout=TIMEOUT)
+            assert response.status_code == 503, (method, path, response.text)
+            assert response.headers["Retry-After"] == "5"
+            if method != "HEAD":
+                assert response.json()["errors"][0]["code"] == "UNKNOWN"
+                assert "database is unavailable" in response.json()["errors"][0]["message"]
+
+
+@pytest.fixture
+def server_env() -> dict[str, str]:
+    return {"CROW_WORKERS": "1"}  # at most CROW_THREADS connections to lose
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="cuts PostgreSQL's connections")
+def test_a_registry_whose_connections_were_cut_reconnects(registry_server: Server) -> None:
+    session = registry_server.session(NAME)
+    blob = oci.layer("outage")
+    pushed = session.post(
+        oci.with_query(f"{registry_server.url}/v2/{NAME}/blobs/uploads/", digest=blob.digest),
+        data=blob.data,
+        headers={"Content-Type": oci.OCTET_STREAM},
+        timeout=TIMEOUT,
+    )
+    assert pushed.status_code == 201
+
+    _cut_the_servers_connections()
+
+    # A thread's first query on its dead connection fails (503, retry) and the thread connects again
+    # for its next request; soon every thread answers from a new connection.
+    blob_url = f"{registry_server.url}/v2/{NAME}/blobs/{blob.digest}"
+    statuses: list[int] = []
+    while statuses[-5:] != [200] * 5 and len(statuses) < 40:
+        statuses.append(session.head(blob_url, timeout=TIMEOUT).status_code)
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses[-5:] == [200] * 5, statuses
+    assert session.get(blob_url, timeout=TIMEOUT).content == blob.data
+
+
+def _cut_the_servers_connections() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def _server_environment(tmp_path: Path, blob_root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "crow.settings",
+        "CROW_BLOB_ROOT": str(blob_root),
+        "CROW_VAR_DIR": str(tmp_path / "var"),
+        "CROW_BIND": f"127.0.0.1:{free_port()}",
+        "CROW_WORKERS": "1",
+    }
