@@ -151,15 +151,6 @@ class ManifestChild(models.Model):
 
 
 class TagManager(models.Manager["Tag"]):
-    def point(self, repository: Repository, name: str, manifest: Manifest) -> None:
-        """Create or move a tag in one statement (an upsert), safe under concurrent pushes."""
-        self.bulk_create(
-            [Tag(repository=repository, name=name, manifest=manifest, updated=timezone.now())],
-            update_conflicts=True,
-            unique_fields=["repository", "name"],
-            update_fields=["manifest", "updated"],
-        )
-
     def page(self, repository: Repository, n: int, last: str | None) -> list[str]:
         names = self.filter(repository=repository).order_by("name").values_list("name", flat=True)
         if last:

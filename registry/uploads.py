@@ -16,7 +16,7 @@ end when its chunks were spread over processes.
 
 Starting a session costs one statement (two the first time a repository is
 pushed to), a chunk two, finishing the claim and one transaction (record the
-blob, link it, close the session); ``registry.upload_rows`` has them as fixed SQL.
+blob, link it, close the session); ``registry.pushpath`` has them as fixed SQL.
 """
 
 import uuid
@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from registry import digests, errors, responses, upload_rows
+from registry import digests, errors, pushpath, responses
 from registry.bodies import Body, IncompleteBody
 from registry.errors import RegistryError
 from registry.models import Blob, Repository, RepositoryBlob, Upload
@@ -57,7 +57,7 @@ def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
         claim = _Claim(uuid.uuid4())
         upload.claim, upload.claimed_until = claim.id, timezone.now() + _lease()
     for _ in range(3):  # the repository can vanish in between only if an operator deleted it
-        repository_id = upload_rows.insert(upload, name)
+        repository_id = pushpath.insert_upload(upload, name)
         if repository_id is not None:
             upload.repository = Repository(id=repository_id, name=name)
             return upload, claim
@@ -131,8 +131,8 @@ def _store_blob(upload: Upload, digest: str) -> Blob:
     key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
     with transaction.atomic():
         blob = _record(digest, upload.offset, key)
-        upload_rows.link(upload.repository.id, blob.id)
-        upload_rows.delete(upload.id)
+        pushpath.link_blobs(upload.repository.id, [blob.id])
+        pushpath.delete_upload(upload.id)
     if blob.key != key:
         store.delete(key)
     return blob
@@ -141,7 +141,7 @@ def _store_blob(upload: Upload, digest: str) -> Blob:
 def _record(digest: str, size: int, key: str) -> Blob:
     """The blob's row: inserted if this is its first upload, else the existing one, locked."""
     for _ in range(3):  # the existing row can vanish in between only if gc deleted it: then insert
-        blob = upload_rows.record_blob(digest, size, key) or upload_rows.existing_blob(digest)
+        blob = pushpath.record_blob(digest, size, key) or pushpath.existing_blob(digest)
         if blob is not None:
             return blob
     raise RuntimeError(f"blob {digest} was deleted three times while it was being recorded")
@@ -149,7 +149,7 @@ def _record(digest: str, size: int, key: str) -> Blob:
 
 def cancel(upload: Upload) -> None:
     blob_store().abort(upload.id.hex, upload.storage_state)
-    upload_rows.delete(upload.id)
+    pushpath.delete_upload(upload.id)
 
 
 def cancel_claimed(upload: Upload) -> None:
@@ -182,7 +182,7 @@ def _claimed_by_id(name: str, upload_id: str, start: int | None) -> Iterator[tup
     in one UPDATE ... RETURNING; release the claim on the way out unless the session is gone."""
     claim = _Claim(uuid.uuid4())
     now = timezone.now()
-    upload = upload_rows.claim(name, uuid.UUID(upload_id), start, claim.id, now, now + _lease())
+    upload = pushpath.claim_upload(name, uuid.UUID(upload_id), start, claim.id, now, now + _lease())
     if upload is None:
         raise _refusal(name, upload_id, start)
     try:
@@ -201,7 +201,7 @@ def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
 
 def _release(upload: Upload, claim: _Claim) -> None:
     if claim.held:
-        upload_rows.release(upload.id, claim.id)
+        pushpath.release_upload(upload.id, claim.id)
         claim.held = False
 
 
@@ -271,6 +271,6 @@ def _renew(upload: Upload, claim: uuid.UUID, now) -> None:
 
 def _save(upload: Upload, claim: _Claim) -> None:
     """Store the new state and release the claim, in one UPDATE."""
-    if not upload_rows.save(upload, claim.id):
+    if not pushpath.save_upload(upload, claim.id):
         raise RegistryError(errors.BLOB_UPLOAD_INVALID, "the upload was taken over or cancelled", status=416)
     claim.held = False

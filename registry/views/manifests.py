@@ -4,12 +4,13 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, hotpath, manifests, mediatypes, responses
+from registry import errors, hotpath, manifests, mediatypes, pushpath, responses
 from registry.bodies import Body
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
 from registry.manifests import ParsedManifest
-from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
+from registry.models import Manifest, Repository, Tag
+from registry.pushpath import Linked
 from registry.references import Reference
 
 
@@ -83,43 +84,22 @@ def _read_manifest(body: Body) -> bytes:
 def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
     """The manifest, its references and its tag, all or nothing."""
     with transaction.atomic():
-        repository = Repository.objects.get_or_create_named(name)
-        blobs = list(Blob.objects.filter(repositories=repository, digest__in=parsed.blobs))
-        children = list(
-            Manifest.objects.filter(repository=repository, digest__in=parsed.children).only("id", "digest")
-        )
+        repository_id = pushpath.repository_id(name) or Repository.objects.get_or_create_named(name).id
+        blobs = pushpath.linked_blobs(repository_id, parsed.blobs)
+        children = pushpath.manifests_in(repository_id, parsed.children)
         _check_references(parsed, blobs, children)
-        Manifest.objects.bulk_create(
-            [
-                Manifest(
-                    repository=repository,
-                    digest=digest,
-                    media_type=parsed.media_type,
-                    artifact_type=parsed.artifact_type,
-                    size=len(content),
-                    content=content,
-                    subject=parsed.subject,
-                    annotations=parsed.annotations,
-                )
-            ],
-            ignore_conflicts=True,
-        )
-        manifest = Manifest.objects.only("id").filter(repository=repository, digest=digest).first()
-        if manifest is None:  # it existed, and garbage collection deleted it since the insert
+        manifest_id = pushpath.insert_manifest(repository_id, digest, content, parsed)
+        if manifest_id is None:  # it existed, and garbage collection deleted it since the insert
             raise IntegrityError("the manifest was deleted meanwhile")
-        ManifestBlob.objects.bulk_create(
-            [ManifestBlob(manifest=manifest, blob=blob) for blob in blobs], ignore_conflicts=True
-        )
-        ManifestChild.objects.bulk_create(
-            [ManifestChild(parent=manifest, child=child) for child in children], ignore_conflicts=True
-        )
-        # A manifest's blobs become part of its repository even if they were mounted lazily.
-        RepositoryBlob.objects.link(repository, blobs)
+        blob_ids = [blob.id for blob in blobs]
+        pushpath.link_manifest(manifest_id, blob_ids, [child.id for child in children])
+        # Linked already; linked again so that a link that gc removed meanwhile is back at commit.
+        pushpath.link_blobs(repository_id, blob_ids)
         if tag:
-            Tag.objects.point(repository, tag, manifest)
+            pushpath.point_tag(repository_id, tag, manifest_id)
 
 
-def _check_references(parsed: ParsedManifest, blobs: list[Blob], children: list[Manifest]) -> None:
+def _check_references(parsed: ParsedManifest, blobs: list[Linked], children: list[Linked]) -> None:
     missing = sorted(set(parsed.blobs) - {blob.digest for blob in blobs})
     missing += sorted(set(parsed.children) - {child.digest for child in children})
     if missing:
