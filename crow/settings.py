@@ -67,7 +67,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env.string("DATABASE_URL", f"sqlite:///{VAR_DIR / 'crow.sqlite3'}"),
-        conn_max_age=env.integer("CROW_DB_CONN_MAX_AGE", 60, minimum=0),
+        conn_max_age=env.integer("CROW_DB_CONN_MAX_AGE", 600, minimum=0),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

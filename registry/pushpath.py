@@ -85,6 +85,10 @@ def _sql() -> dict[str, str]:
         # Index used: the blob's unique digest.
         "existing_blob": f"SELECT id, size, {key} FROM {blob} WHERE digest = %s",
         "repository": f"SELECT id FROM {repository} WHERE name = %s",
+        "create_repository": (
+            f"INSERT INTO {repository} (name, created) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO NOTHING RETURNING id"
+        ),
         # Index used: unique_repository_manifest.
         "insert_manifest": (
             f"INSERT INTO {manifest} (repository_id, digest, media_type, artifact_type, size, content, "
@@ -204,6 +208,13 @@ def existing_blob(digest: str) -> Blob | None:
 def repository_id(name: str) -> int | None:
     rows = _rows(SQL["repository"], [name])
     return rows[0][0] if rows else None
+
+
+def create_repository(name: str) -> int | None:
+    """Create repository ``name`` if it does not exist (safe under concurrent pushes); its id, or
+    None if it existed, or was created and deleted again meanwhile."""
+    rows = _rows(SQL["create_repository"], [name, _prepared(Repository, "created", timezone.now())])
+    return rows[0][0] if rows else repository_id(name)
 
 
 def linked_blobs(repository_id: int, digests: Collection[str]) -> list[Linked]:

@@ -61,7 +61,7 @@ def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
         if repository_id is not None:
             upload.repository = Repository(id=repository_id, name=name)
             return upload, claim
-        Repository.objects.get_or_create_named(name)
+        pushpath.create_repository(name)
     raise RuntimeError(f"repository {name} was deleted three times while an upload started in it")
 
 

@@ -84,7 +84,9 @@ def _read_manifest(body: Body) -> bytes:
 def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
     """The manifest, its references and its tag, all or nothing."""
     with transaction.atomic():
-        repository_id = pushpath.repository_id(name) or Repository.objects.get_or_create_named(name).id
+        repository_id = pushpath.repository_id(name) or pushpath.create_repository(name)
+        if repository_id is None:  # created and deleted again by an operator, in between
+            raise IntegrityError("the repository was deleted meanwhile")
         blobs = pushpath.linked_blobs(repository_id, parsed.blobs)
         children = pushpath.manifests_in(repository_id, parsed.children)
         _check_references(parsed, blobs, children)
