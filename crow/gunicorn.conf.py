@@ -19,8 +19,7 @@ from crow import env
 wsgi_app = "crow.wsgi:application"
 
 bind = [env.string("CROW_BIND", "") or f"127.0.0.1:{env.integer('PORT', 5000, minimum=1)}"]
-# A Unix socket has one path, which one worker's bind would take from the others.
-reuse_port = not any(address.startswith(("unix:", "fd://")) for address in bind)
+reuse_port = True  # on TCP only: see on_starting
 worker_class = "gthread"
 workers = env.integer("CROW_WORKERS", 3, minimum=1)
 threads = env.integer("CROW_THREADS", 4, minimum=1)
@@ -40,15 +39,21 @@ control_socket_disable = True
 
 
 def on_starting(server) -> None:
-    """Refuse an address that another server holds, as a plain bind would.
+    """Keep one shared socket for a Unix-socket or inherited bind; refuse a taken TCP address.
 
-    With ``reuse_port`` the workers' binds would otherwise share the port with
-    any process that set the flag too: a second ``make run`` would serve half of
-    the first one's connections instead of failing.
+    A Unix socket has one path, which each worker's bind would take from the
+    others. And with ``reuse_port`` the workers' binds would share a TCP port
+    with any process that set the flag too: a second ``make run`` would serve
+    half of the first one's connections instead of failing as a plain bind does.
+    Runs before any socket exists, on the effective settings (``--bind`` on the
+    command line overrides ``CROW_BIND``).
     """
-    if not reuse_port:
+    addresses = server.cfg.bind
+    if any(address.startswith(("unix:", "fd://")) for address in addresses):
+        server.cfg.set("reuse_port", False)
+    if not server.cfg.reuse_port:
         return
-    for address in bind:
+    for address in addresses:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -63,4 +68,5 @@ def on_starting(server) -> None:
 
 
 def when_ready(server) -> None:
-    server.log.info("Listening at %s (a socket in each worker)", ", ".join(bind))
+    if server.cfg.reuse_port:
+        server.log.info("Listening at %s (a socket in each worker)", ", ".join(server.cfg.bind))

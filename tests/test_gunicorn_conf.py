@@ -1,13 +1,15 @@
 """``crow/gunicorn.conf.py``: a socket per worker, and no silent sharing of an address."""
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
 
-from tests.server import ROOT, free_port, running
+from tests.server import ROOT, free_port, running, stop
 
 TIMEOUT = 30
 
@@ -39,3 +41,52 @@ def test_a_second_server_on_a_taken_address_refuses_to_start(tmp_path: Path, blo
         for _ in range(6):
             assert requests.get(f"{url}/v2/", timeout=TIMEOUT).status_code == 200
     assert f"Listening at {env['CROW_BIND']}" in (tmp_path / "first.log").read_text()
+
+
+def test_a_unix_socket_is_one_socket_that_every_worker_serves(tmp_path: Path, blob_root: Path) -> None:
+    # With a socket per worker, each worker's bind would take the path from the one before.
+    path = tmp_path / "crow.sock"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "crow.settings",
+        "CROW_BLOB_ROOT": str(blob_root),
+        "CROW_VAR_DIR": str(tmp_path / "var"),
+        "CROW_BIND": f"unix:{path}",
+        "CROW_WORKERS": "2",
+        "CROW_AUTH_DISABLED": "1",
+    }
+    log = tmp_path / "server.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--config", "crow/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not _answers(path) and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        statuses = [_status_over(path) for _ in range(20)]
+    finally:
+        stop(process)
+    assert statuses == ["200"] * 20, log.read_text()
+    workers = {line.split("pid: ")[1] for line in log.read_text().splitlines() if "Booting worker" in line}
+    assert len(workers) == 2
+
+
+def _answers(path: Path) -> bool:
+    try:
+        return _status_over(path) == "200"
+    except OSError:
+        return False
+
+
+def _status_over(path: Path) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(TIMEOUT)
+        client.connect(str(path))
+        client.sendall(b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        return client.recv(64).split(b" ")[1].decode()
