@@ -14,6 +14,8 @@ other two idled (2,000-2,600 otherwise).
 
 import socket
 
+from gunicorn.util import parse_address
+
 from crow import env
 
 wsgi_app = "crow.wsgi:application"
@@ -48,21 +50,20 @@ def on_starting(server) -> None:
     Runs before any socket exists, on the effective settings (``--bind`` on the
     command line overrides ``CROW_BIND``).
     """
-    addresses = server.cfg.bind
-    if any(address.startswith(("unix:", "fd://")) for address in addresses):
+    # gunicorn's own reading of a bind: (host, port) for TCP, a path or a file descriptor otherwise.
+    addresses = {address: parse_address(address) for address in server.cfg.bind}
+    if not all(isinstance(parsed, tuple) for parsed in addresses.values()):
         server.cfg.set("reuse_port", False)
     if not server.cfg.reuse_port:
         return
-    for address in addresses:
-        host, _, port = address.rpartition(":")
-        host = host.strip("[]")
+    for address, (host, port) in addresses.items():
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             # As gunicorn's own sockets: connections of a server that just stopped (TIME_WAIT) do not
             # hold the address, a socket that listens does.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((host, int(port)))
+                probe.bind((host, port))
             except OSError as exc:
                 raise SystemExit(f"cannot listen at {address}: {exc.strerror}") from None
 

@@ -211,8 +211,8 @@ def repository_id(name: str) -> int | None:
 
 
 def create_repository(name: str) -> int | None:
-    """Create repository ``name`` if it does not exist (safe under concurrent pushes); its id, or
-    None if it existed, or was created and deleted again meanwhile."""
+    """Create repository ``name`` unless it exists (safe under concurrent pushes): its id, whoever
+    created it; None only if it was deleted again in between."""
     rows = _rows(SQL["create_repository"], [name, _prepared(Repository, "created", timezone.now())])
     return rows[0][0] if rows else repository_id(name)
 

@@ -14,7 +14,7 @@ resumable state in the row for S3; for the filesystem, OpenSSL's as the bytes
 arrive, with the digest so far in the row, or the upload read back once at the
 end when its chunks were spread over processes.
 
-Starting a session costs one statement (two the first time a repository is
+Starting a session costs one statement (three the first time a repository is
 pushed to), a chunk two, finishing the claim and one transaction (record the
 blob, link it, close the session); ``registry.pushpath`` has them as fixed SQL.
 """

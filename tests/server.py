@@ -163,6 +163,20 @@ def registry_server(
         )
 
 
+def open_environment(tmp_path: Path, blob_root: Path, **settings: str) -> dict[str, str]:
+    """A server's environment outside ``registry_server``: anonymous access, a free port, the test's
+    own blob root and var dir; ``settings`` add or override variables."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "crow.settings",
+        "CROW_BLOB_ROOT": str(blob_root),
+        "CROW_VAR_DIR": str(tmp_path / "var"),
+        "CROW_BIND": f"127.0.0.1:{free_port()}",
+        "CROW_AUTH_DISABLED": "1",
+        **settings,
+    }
+
+
 @contextmanager
 def running(env: dict[str, str], log: Path) -> Iterator[str]:
     """A gunicorn process with ``env`` (``CROW_BIND`` says where) until the block ends; yields its URL."""

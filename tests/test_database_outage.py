@@ -6,7 +6,6 @@ database connections were cut (PostgreSQL restarted, a failover) must not keep
 failing on the dead connection: the next request connects again.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import requests
 from django.db import connection
 
 from tests import oci
-from tests.server import Server, free_port, running
+from tests.server import Server, free_port, open_environment, running
 
 TIMEOUT = 30
 NAME = "team/app"
@@ -22,11 +21,12 @@ NAME = "team/app"
 
 def test_a_registry_without_its_database_answers_503(tmp_path: Path, blob_root: Path) -> None:
     # A PostgreSQL URL where nothing listens: every query fails to connect.
-    env = {
-        **_server_environment(tmp_path, blob_root),
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/crow",
-        "CROW_AUTH_DISABLED": "1",
-    }
+    env = open_environment(
+        tmp_path,
+        blob_root,
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/crow",
+        CROW_WORKERS="1",
+    )
     with running(env, tmp_path / "server.log") as url:
         assert requests.get(f"{url}/v2/", timeout=TIMEOUT).status_code == 200  # no query needed
         for method, path in (
@@ -78,14 +78,3 @@ def _cut_the_servers_connections() -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
-
-
-def _server_environment(tmp_path: Path, blob_root: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "crow.settings",
-        "CROW_BLOB_ROOT": str(blob_root),
-        "CROW_VAR_DIR": str(tmp_path / "var"),
-        "CROW_BIND": f"127.0.0.1:{free_port()}",
-        "CROW_WORKERS": "1",
-    }

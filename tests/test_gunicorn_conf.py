@@ -1,6 +1,5 @@
 """``crow/gunicorn.conf.py``: a socket per worker, and no silent sharing of an address."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from tests.server import ROOT, free_port, running, stop
+from tests.server import ROOT, open_environment, running, stop
 
 TIMEOUT = 30
 
@@ -17,15 +16,7 @@ TIMEOUT = 30
 def test_a_second_server_on_a_taken_address_refuses_to_start(tmp_path: Path, blob_root: Path) -> None:
     # Each worker binds with SO_REUSEPORT, which would let a second server share the port and take
     # half of the first one's connections; it must fail as a plain bind does.
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "crow.settings",
-        "CROW_BLOB_ROOT": str(blob_root),
-        "CROW_VAR_DIR": str(tmp_path / "var"),
-        "CROW_BIND": f"127.0.0.1:{free_port()}",
-        "CROW_WORKERS": "2",
-        "CROW_AUTH_DISABLED": "1",
-    }
+    env = open_environment(tmp_path, blob_root, CROW_WORKERS="2")
     with running(env, tmp_path / "first.log") as url:
         second = subprocess.run(
             [str(Path(sys.executable).parent / "gunicorn"), "--config", "crow/gunicorn.conf.py"],
@@ -46,15 +37,7 @@ def test_a_second_server_on_a_taken_address_refuses_to_start(tmp_path: Path, blo
 def test_a_unix_socket_is_one_socket_that_every_worker_serves(tmp_path: Path, blob_root: Path) -> None:
     # With a socket per worker, each worker's bind would take the path from the one before.
     path = tmp_path / "crow.sock"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "crow.settings",
-        "CROW_BLOB_ROOT": str(blob_root),
-        "CROW_VAR_DIR": str(tmp_path / "var"),
-        "CROW_BIND": f"unix:{path}",
-        "CROW_WORKERS": "2",
-        "CROW_AUTH_DISABLED": "1",
-    }
+    env = open_environment(tmp_path, blob_root, CROW_BIND=f"unix:{path}", CROW_WORKERS="2")
     log = tmp_path / "server.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
