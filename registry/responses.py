@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from registry import mediatypes
+from registry import etags, mediatypes
 from registry.errors import RegistryError
 from registry.storage import Download, LocalFile, Redirect
 
@@ -75,6 +75,18 @@ def blob_head(digest: str, size: int) -> HttpResponse:
     response = empty(200, Docker_Content_Digest=digest, Accept_Ranges="bytes")
     response["Content-Length"] = str(size)
     response["Content-Type"] = mediatypes.OCTET_STREAM
+    _validators(response, digest, immutable=True)
+    return response
+
+
+def not_modified(digest: str, size: int, immutable: bool) -> HttpResponse:
+    """``304``: the client's copy, named by its ``If-None-Match``, is this digest's bytes.
+
+    Its ``Content-Length`` is the 200's, as RFC 9110 §8.6 requires of one (there is no body).
+    """
+    response = empty(304, Docker_Content_Digest=digest)
+    response["Content-Length"] = str(size)
+    _validators(response, digest, immutable)
     return response
 
 
@@ -97,15 +109,21 @@ def blob_download(
         response["Content-Length"] = str(length)
         if partial:
             response["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
+        # Not on a redirect: the presigned URL it names expires long before a year.
+        _validators(response, digest, immutable=True)
     response["Docker-Content-Digest"] = digest
     response["Accept-Ranges"] = "bytes"
     return response
 
 
-def manifest(content: bytes, media_type: str, digest: str, head: bool = False) -> HttpResponse:
+def manifest(
+    content: bytes, media_type: str, digest: str, head: bool = False, immutable: bool = False
+) -> HttpResponse:
+    """A manifest; ``immutable`` when asked for by digest (by tag, the tag can move)."""
     response = HttpResponse(b"" if head else content, content_type=media_type)
     response["Content-Length"] = str(len(content))
     response["Docker-Content-Digest"] = digest
+    _validators(response, digest, immutable)
     return response
 
 
@@ -118,6 +136,12 @@ def manifest_created(name: str, digest: str, subject: str) -> HttpResponse:
 
 def next_page_link(path: str, n: int, last: str) -> str:
     return f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'
+
+
+def _validators(response: HttpResponseBase, digest: str, immutable: bool) -> None:
+    response["ETag"] = etags.etag(digest)
+    if immutable:
+        response["Cache-Control"] = etags.IMMUTABLE
 
 
 class _BoundedFile:

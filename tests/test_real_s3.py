@@ -67,6 +67,8 @@ def test_it_assembles_chunks_of_any_size_into_one_blob_and_redirects_to_it(
     (redirect,) = pulled.history
     assert redirect.status_code in (302, 307)
     assert redirect.headers["Location"].startswith(s3_server.endpoint_url)
+    # The presigned URL expires: the redirect to it must not be cached for the blob's year.
+    assert "Cache-Control" not in redirect.headers
 
 
 @pytest.mark.parametrize("server_env", [{"CROW_S3_REDIRECT": "0"}], indirect=True, ids=["proxied"])

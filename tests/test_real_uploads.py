@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from http.client import HTTPConnection
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -104,6 +105,33 @@ def test_it_answers_a_range_of_a_blob(http: requests.Session, registry_server: S
     assert response.content == data[10:20]
     assert response.headers["Content-Length"] == "10"
     assert response.headers["Content-Range"] == "bytes 10-19/1000"
+
+
+def test_a_304_leaves_the_connection_ready_for_the_next_request(
+    http: requests.Session, registry_server: Server
+) -> None:
+    # gunicorn must send the 304 without a body although it names the 200's length, or the
+    # next answer on the same connection would be read as the rest of this one.
+    data = os.urandom(1000)
+    digest = ocilayout.sha256(data)
+    assert push_blob(http, registry_server, data).status_code == 201
+    host, port = urlsplit(registry_server.url).netloc.split(":")
+    connection = HTTPConnection(host, int(port), timeout=TIMEOUT)
+    path = f"/v2/team/app/blobs/{digest}"
+    authorization = http.headers["Authorization"]
+    try:
+        connection.request(
+            "GET", path, headers={"Authorization": authorization, "If-None-Match": f'"{digest}"'}
+        )
+        cached = connection.getresponse()
+        assert (cached.status, cached.read()) == (304, b"")
+        assert cached.headers["ETag"] == f'"{digest}"'
+        connection.request("GET", path, headers={"Authorization": authorization})
+        fresh = connection.getresponse()
+        assert (fresh.status, fresh.read()) == (200, data)
+        assert fresh.headers["Cache-Control"] == "max-age=31536000"
+    finally:
+        connection.close()
 
 
 def _vanish_mid_body(

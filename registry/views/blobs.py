@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, hotpath, responses
+from registry import errors, etags, hotpath, responses
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
 from registry.hotpath import BlobRow
@@ -21,11 +21,15 @@ def _linked_blob(name: str, digest: str) -> BlobRow:
 
 def head_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     blob = _linked_blob(name, digest)
+    if etags.matches(request.headers.get("If-None-Match"), digest):
+        return responses.not_modified(digest, blob.size, immutable=True)
     return responses.blob_head(digest, blob.size)
 
 
 def get_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     blob = _linked_blob(name, digest)
+    if etags.matches(request.headers.get("If-None-Match"), digest):
+        return responses.not_modified(digest, blob.size, immutable=True)
     wanted = byte_range(request.headers.get("Range"), blob.size)
     download = blob_store().download(blob.key, digest, wanted.start, wanted.length)
     return responses.blob_download(download, digest, wanted.start, wanted.length, blob.size, wanted.partial)

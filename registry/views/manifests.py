@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, hotpath, manifests, mediatypes, pushpath, responses
+from registry import errors, etags, hotpath, manifests, mediatypes, pushpath, responses
 from registry.bodies import Body
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
@@ -21,11 +21,16 @@ def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpRespons
     if manifest is None:
         raise _unknown(name, ref)
     _check_accept(request, manifest.media_type)
+    immutable = ref.digest is not None
+    if etags.matches(request.headers.get("If-None-Match"), manifest.digest):
+        return responses.not_modified(manifest.digest, manifest.size, immutable)
     if head:
-        response = responses.manifest(b"", manifest.media_type, manifest.digest, head=True)
+        response = responses.manifest(
+            b"", manifest.media_type, manifest.digest, head=True, immutable=immutable
+        )
         response["Content-Length"] = str(manifest.size)
         return response
-    return responses.manifest(manifest.content, manifest.media_type, manifest.digest)
+    return responses.manifest(manifest.content, manifest.media_type, manifest.digest, immutable=immutable)
 
 
 def put_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
