@@ -159,8 +159,12 @@ def _copy(
     size: int | None = None,
     ceiling: float | None = None,
 ) -> bool:
-    """Time one push or pull; given the ``size`` it moves, also its rate and the server's CPU time."""
-    before = processes.cpu_times(server.roots())
+    """Time one push or pull; given the ``size`` it moves, also its rate and the CPU time of both ends.
+
+    The client's CPU (skopeo and what it runs) shows how much of a large
+    copy's wall time is the client's own work on a machine both ends share.
+    """
+    before, client_before = processes.cpu_times(server.roots()), _children_cpu()
     seconds = _record(results.figure(label, "s", LOWER, goal_ratio=1.0), server, action)
     if seconds is None:
         return False
@@ -170,7 +174,14 @@ def _copy(
             results.figure(f"{label}, rate", "MiB/s", HIGHER, goal_crow=ceiling), server, size / MiB / seconds
         )
         _add(results.figure(f"{label}, server CPU", "s", LOWER), server, spent)
+        _add(results.figure(f"{label}, client CPU", "s", LOWER), server, _children_cpu() - client_before)
     return True
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children so far (each skopeo copy is one)."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def _load(
