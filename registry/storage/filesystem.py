@@ -14,10 +14,16 @@ import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from registry.storage.base import BlobStore, Download, LocalFile, StorageError, StoredObject
 
 READ_CHUNK = 1024 * 1024
+# The largest write(2) into an upload file. Measured on this project's VMs: 512 MiB written
+# in 1 MiB writes cost 0.64-0.67 s of kernel time after a few idle seconds, in 32-256 KiB
+# writes 0.09-0.12 s (the page cache takes large writes in large folios, which come from
+# the free memory the hypervisor reclaims first). A large push took 30% longer for it.
+WRITE_PIECE = 256 * 1024
 
 
 class FilesystemStore(BlobStore):
@@ -52,7 +58,7 @@ class FilesystemStore(BlobStore):
                 file.truncate(offset)
                 file.seek(offset)
                 for chunk in chunks:
-                    file.write(chunk)
+                    _write_in_pieces(file, chunk)
         except FileNotFoundError as exc:
             raise StorageError("upload file is missing") from exc
         except OSError as exc:
@@ -127,6 +133,12 @@ class FilesystemStore(BlobStore):
                     key = path.relative_to(self.root).as_posix()
                     modified = datetime.fromtimestamp(stat.st_mtime, UTC)
                     yield StoredObject(key, modified, name, is_blob, stat.st_size)
+
+
+def _write_in_pieces(file: BinaryIO, chunk: bytes) -> None:
+    view = memoryview(chunk)
+    for start in range(0, len(view), WRITE_PIECE):
+        file.write(view[start : start + WRITE_PIECE])
 
 
 def _rename_into(source: Path, target: Path, attempts: int = 3) -> None:
