@@ -10,6 +10,12 @@ that woke first could accept every connection of a burst and keep them (HTTP
 keep-alive): measured with 16 keep-alive clients, 4 runs in 8 put all of them
 on one worker, which then served ~1,000 requests/s on one core while the
 other two idled (2,000-2,600 otherwise).
+
+A connection queues at most ``NOTSENT_LOWAT`` bytes not yet sent
+(``TCP_NOTSENT_LOWAT``): a blob download's ``sendfile`` then feeds the
+socket as the client drains it instead of filling megabytes of send buffer
+ahead of it. Bytes in flight are not limited, so throughput over a network is
+not either.
 """
 
 import socket
@@ -39,6 +45,12 @@ loglevel = env.string("CROW_LOG_LEVEL", "info").lower()
 # one machine (tests, `make run`) would fight over it, and CRoW does not use it.
 control_socket_disable = True
 
+# What Cloudflare and others use for HTTP. skopeo pulling 512 MiB over loopback, medians of 8
+# alternating pulls, two runs: 1.55 and 1.68 s with it, 1.75 and 1.83 s without (skopeo's own CPU
+# 1.68-1.78 s against 1.96-2.03 s; the reference registry: 1.78 and 1.81 s), for 0.1 s more of
+# the server's CPU per 512 MiB (0.15-0.17 s; the reference's 0.14-0.17 s).
+NOTSENT_LOWAT = 16 * 1024
+
 
 def on_starting(server) -> None:
     """Keep one shared socket for a Unix-socket or inherited bind; refuse a taken TCP address.
@@ -66,6 +78,16 @@ def on_starting(server) -> None:
                 probe.bind((host, port))
             except OSError as exc:
                 raise SystemExit(f"cannot listen at {address}: {exc.strerror}") from None
+
+
+def post_fork(server, worker) -> None:
+    """Set ``TCP_NOTSENT_LOWAT`` on the worker's TCP listeners: accepted connections inherit it."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if option is None:  # not on this platform
+        return
+    for listener in worker.sockets:
+        if listener.FAMILY in (socket.AF_INET, socket.AF_INET6):
+            listener.sock.setsockopt(socket.IPPROTO_TCP, option, NOTSENT_LOWAT)
 
 
 def when_ready(server) -> None:

@@ -1,11 +1,14 @@
 """``crow/gunicorn.conf.py``: a socket per worker, and no silent sharing of an address."""
 
+import importlib.util
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
+import pytest
 import requests
 
 from tests.server import ROOT, open_environment, running, stop
@@ -73,3 +76,34 @@ def _status_over(path: Path) -> str:
         client.connect(str(path))
         client.sendall(b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         return client.recv(64).split(b" ")[1].decode()
+
+
+def _load_conf() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("crow_gunicorn_conf", ROOT / "crow" / "gunicorn.conf.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_NOTSENT_LOWAT"), reason="no TCP_NOTSENT_LOWAT on this platform")
+def test_connections_queue_at_most_notsent_lowat_unsent_bytes(tmp_path: Path) -> None:
+    # Set on each worker's listeners; the connections they accept inherit it (a kernel behaviour
+    # the setting relies on, so asserted here too). A Unix-socket listener is left alone.
+    conf = _load_conf()
+    tcp = socket.create_server(("127.0.0.1", 0))
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(tmp_path / "crow.sock"))
+    worker = SimpleNamespace(
+        sockets=[
+            SimpleNamespace(FAMILY=socket.AF_INET, sock=tcp),
+            SimpleNamespace(FAMILY=socket.AF_UNIX, sock=unix),
+        ]
+    )
+    with tcp, unix:
+        conf.post_fork(None, worker)
+        with socket.create_connection(tcp.getsockname(), timeout=TIMEOUT):
+            accepted, _ = tcp.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT) == conf.NOTSENT_LOWAT
+    assert conf.NOTSENT_LOWAT == 16 * 1024
