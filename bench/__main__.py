@@ -96,10 +96,10 @@ def _benchmark(
         order = pair if repetition % 2 == 0 else pair[::-1]
         print(f"repetition {repetition + 1} of {args.repetitions}", flush=True)
         for image in images:
-            # A copy of a small image takes tens of milliseconds: one per repetition left its
-            # median at the mercy of one slow run. The large one runs once (seconds each).
-            copies = 1 if image.name == "large" else args.copies
-            for copy in range(copies):
+            # A copy of a small image takes tens of milliseconds and a large one is bound by
+            # skopeo's CPU, which varies by ±15% from copy to copy: one copy per repetition left
+            # a median of three at the mercy of one slow run.
+            for copy in range(args.copies):
                 for server in order if copy % 2 == 0 else order[::-1]:
                     repository = f"bench/{image.name}-{repetition}" + (f"-{copy}" if copy else "")
                     _transfer(args, server, image, repository, results, ceiling)
@@ -271,7 +271,7 @@ def _header(args: argparse.Namespace, workers: int) -> list[str]:
     ab = re.search(r"Version ([\d.]+)", version("ab", "-V"))
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     runs = f"{args.repetitions} repetition{'s' if args.repetitions > 1 else ''}"
-    runs += f" ({args.copies} copies of each small image per server in each)" if args.copies > 1 else ""
+    runs += f" ({args.copies} copies of each image per server in each)" if args.copies > 1 else ""
     return [
         f"{today}, `{' '.join(['python -m bench', *sys.argv[1:]])}`: {runs}, median ±half the range; "
         f"load runs of {args.duration} s.  ",

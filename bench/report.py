@@ -1,7 +1,7 @@
 """Figures collected per server and repetition, and the table that compares them.
 
-A figure's cell is its median over its samples (one per repetition, or
-several: the small images' copies) ± half their range; the ratio
+A figure's cell is its median over its samples (every copy of every
+repetition) ± half their range; the ratio
 is CRoW's median over the reference's, read in the direction the figure
 improves (a time ratio ≤ 1 is good, a rate ratio ≥ 1 is good). The same report
 renders as plain text for the terminal and as Markdown for the README.
