@@ -295,7 +295,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--copies",
         type=int,
-        help="pushes and pulls of each small image per repetition, default 3 (1 with --quick)",
+        help="pushes and pulls of each image per server and repetition, default 3 (1 with --quick)",
     )
     parser.add_argument("--upload-size", type=int, default=100, help="MiB, default 100")
     parser.add_argument("--chunk", type=int, default=5 * MiB, help="bytes per PATCH, default 5 MiB")

@@ -13,8 +13,8 @@ other two idled (2,000-2,600 otherwise).
 
 A connection queues at most ``NOTSENT_LOWAT`` bytes not yet sent
 (``TCP_NOTSENT_LOWAT``): a blob download's ``sendfile`` then feeds the
-socket as the client drains it instead of filling megabytes of send buffer
-ahead of it. Bytes in flight are not limited, so throughput over a network is
+socket as the client drains it instead of queuing as much as the send buffer
+holds. Bytes in flight are not limited, so throughput over a network is
 not either.
 """
 

@@ -21,8 +21,8 @@ from registry.storage.base import BlobStore, Download, LocalFile, StorageError, 
 READ_CHUNK = 1024 * 1024
 # The largest write(2) into an upload file. Measured on this project's VMs: 512 MiB written
 # in 1 MiB writes cost 0.64-0.67 s of kernel time after a few idle seconds, in 32-256 KiB
-# writes 0.09-0.12 s (the page cache takes large writes in large folios, which come from
-# the free memory the hypervisor reclaims first). A large push took 30% longer for it.
+# writes 0.09-0.12 s (probably: the page cache takes large writes in large folios, from free
+# memory the hypervisor has taken back). A large push after a pause took a third longer.
 WRITE_PIECE = 256 * 1024
 
 
