@@ -9,6 +9,8 @@ since the tag can move.
 
 import re
 
+from django.http import HttpRequest
+
 # As the reference registry says it for blobs. Without "public", a shared cache stores
 # no answer to a request with credentials (RFC 9111 §3.5): private registries stay private.
 IMMUTABLE = "max-age=31536000"
@@ -18,6 +20,11 @@ _ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
 
 def etag(digest: str) -> str:
     return f'"{digest}"'
+
+
+def held(request: HttpRequest, digest: str) -> bool:
+    """Whether the client says it holds ``digest``'s bytes (a GET or HEAD then answers 304)."""
+    return matches(request.headers.get("If-None-Match"), digest)
 
 
 def matches(if_none_match: str | None, digest: str) -> bool:

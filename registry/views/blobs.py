@@ -21,14 +21,14 @@ def _linked_blob(name: str, digest: str) -> BlobRow:
 
 def head_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     blob = _linked_blob(name, digest)
-    if etags.matches(request.headers.get("If-None-Match"), digest):
+    if etags.held(request, digest):
         return responses.not_modified(digest, blob.size, immutable=True)
     return responses.blob_head(digest, blob.size)
 
 
 def get_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     blob = _linked_blob(name, digest)
-    if etags.matches(request.headers.get("If-None-Match"), digest):
+    if etags.held(request, digest):
         return responses.not_modified(digest, blob.size, immutable=True)
     wanted = byte_range(request.headers.get("Range"), blob.size)
     download = blob_store().download(blob.key, digest, wanted.start, wanted.length)

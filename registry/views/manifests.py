@@ -22,7 +22,7 @@ def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpRespons
         raise _unknown(name, ref)
     _check_accept(request, manifest.media_type)
     immutable = ref.digest is not None
-    if etags.matches(request.headers.get("If-None-Match"), manifest.digest):
+    if etags.held(request, manifest.digest):
         return responses.not_modified(manifest.digest, manifest.size, immutable)
     if head:
         response = responses.manifest(
