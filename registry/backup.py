@@ -52,7 +52,6 @@ from registry.progress import Phase, Progress
 from registry.storage import StorageError, blob_store
 
 MANIFEST_BATCH = 500
-EX_TEMPFAIL = 75  # sysexits.h: try again later
 
 
 class BackupError(Exception):
@@ -64,7 +63,7 @@ class BackupError(Exception):
 class BackupBusy(BackupError):
     """gc deleted blobs for longer than the backup would wait; nothing was backed up."""
 
-    exit_code = EX_TEMPFAIL
+    exit_code = locks.EX_TEMPFAIL
 
 
 @dataclass

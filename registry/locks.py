@@ -34,6 +34,7 @@ from typing import IO
 from django.db import DatabaseError, connection
 
 POLL_SECONDS = 0.5
+EX_TEMPFAIL = 75  # sysexits.h: the exit status of a command that gave up on a lock: try again later
 # How long gc waits for running backups, and a backup for gc's deletions, by default: a nightly gc and
 # a nightly backup that overlap both succeed. Longer than either should take; each command has --wait.
 DEFAULT_WAIT = timedelta(hours=6)

@@ -38,7 +38,6 @@ from registry.storage import BlobStore, StorageError, blob_store
 
 BATCH = 500
 EXIT_NOT_EMPTY = 4
-EX_TEMPFAIL = 75  # sysexits.h: try again later
 
 
 class NotEmpty(RestoreRefused):
@@ -46,7 +45,7 @@ class NotEmpty(RestoreRefused):
 
 
 class GcRunning(RestoreRefused):
-    exit_code = EX_TEMPFAIL
+    exit_code = locks.EX_TEMPFAIL
 
 
 class RestoreError(Exception):

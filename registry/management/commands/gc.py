@@ -16,8 +16,6 @@ from crow.env import parse_duration
 from registry import gc, locks, progress
 from registry.models import Repository
 
-EX_TEMPFAIL = 75  # sysexits.h: try again later (another gc holds the lock, or backups ran too long)
-
 
 class Command(BaseCommand):
     help = (
@@ -87,7 +85,7 @@ class Command(BaseCommand):
         try:
             report = gc.collect(gc_options, watcher)
         except gc.GcBusy as exc:
-            raise CommandError(f"{exc}; try again later", returncode=EX_TEMPFAIL) from None
+            raise CommandError(f"{exc}; try again later", returncode=locks.EX_TEMPFAIL) from None
         for failure in report.failed:
             self.stderr.write(failure)
         if verbosity >= 1:
@@ -95,4 +93,4 @@ class Command(BaseCommand):
         if report.failed:
             raise CommandError(f"{len(report.failed)} failures; a later gc retries them")
         if report.deferred:
-            raise CommandError(report.deferred, returncode=EX_TEMPFAIL)
+            raise CommandError(report.deferred, returncode=locks.EX_TEMPFAIL)
