@@ -15,22 +15,27 @@
    backup; if it held an older one, that one stays complete (blobs are only
    ever added, unless ``prune`` is asked for after a successful backup).
 
-A blob that garbage collection deletes between the snapshot and its copy is
-left out if no manifest of the snapshot references it (it was garbage); if
-one does, the backup fails and asks to be run again.
+Steps 1 and 2 hold ``locks.BLOBS`` shared: garbage collection deletes no blob
+row or byte while a backup copies what its snapshot names (it waits for the
+backup to end), and a backup that starts while gc deletes waits until the
+deletions have committed, then takes its snapshot without the deleted blobs.
+A blob deleted between the snapshot and its copy anyway (by hand, or by a gc
+that ignores the lock) is left out if no manifest of the snapshot references
+it (it was garbage); if one does, the backup fails and asks to be run again.
 """
 
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from registry import backup_access
+from registry import backup_access, locks
 from registry.backup_format import (
     FORMAT,
     INDEX,
@@ -51,6 +56,14 @@ MANIFEST_BATCH = 500
 
 class BackupError(Exception):
     """The backup failed; DEST holds no new complete backup."""
+
+    exit_code = 1
+
+
+class BackupBusy(BackupError):
+    """gc deleted blobs for longer than the backup would wait; nothing was backed up."""
+
+    exit_code = locks.EX_TEMPFAIL
 
 
 @dataclass
@@ -89,8 +102,13 @@ class _Blob:
 
 
 def backup(
-    destination: str | Layout, *, prune: bool = False, progress: Progress | None = None
+    destination: str | Layout,
+    *,
+    prune: bool = False,
+    progress: Progress | None = None,
+    wait: timedelta = locks.DEFAULT_WAIT,
 ) -> BackupReport:
+    """Back up to DEST; ``wait``: how long to wait at most for a gc that is deleting blobs."""
     started = time.monotonic()
     progress = progress or Progress()
     report = BackupReport()
@@ -100,9 +118,10 @@ def backup(
         raise BackupError(str(exc)) from exc
     try:
         layout.prepare()
-        with snapshot():
-            metadata, blobs = _read(layout, report, progress)
-        _copy_blobs(layout, metadata, blobs, report, progress)
+        with _blobs_kept(wait, progress):
+            with snapshot():
+                metadata, blobs = _read(layout, report, progress)
+            _copy_blobs(layout, metadata, blobs, report, progress)
         layout.write_file(OCI_LAYOUT, OCI_LAYOUT_CONTENT)
         layout.sync()
         layout.write_file(INDEX, index_document(metadata["repositories"]))
@@ -119,6 +138,22 @@ def backup(
         layout.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _blobs_kept(wait: timedelta, progress: Progress) -> ExitStack:
+    """``locks.BLOBS``, shared: gc deletes no blob until the block ends; ``BackupBusy`` after ``wait``."""
+    shown = ExitStack()  # a phase on stderr while the backup waits
+
+    def waiting() -> None:
+        shown.enter_context(progress.phase(f"waiting up to {wait} for gc to finish deleting blobs"))
+
+    try:
+        with shown:
+            return locks.take(locks.BLOBS, shared=True, wait=wait.total_seconds(), waiting=waiting)
+    except locks.Busy:
+        raise BackupBusy(
+            f"gc was deleting blobs for longer than the {wait} a backup waits; no backup was written"
+        ) from None
 
 
 @contextmanager

@@ -27,29 +27,30 @@ One run, under a lock that one run at a time holds, goes through four phases:
    bytes of a newer upload of the same digest.
 
 A run killed at any point leaves every kept image whole (rows go before bytes)
-and the next run finishes the job (the sweep). The lock is a PostgreSQL
-session advisory lock, or an exclusive ``flock`` next to the SQLite file; the
-system frees either when the process dies. (Behind a PgBouncer in transaction
-pooling mode, point ``gc`` at PostgreSQL directly.)
+and the next run finishes the job (the sweep). The run holds ``locks.GC`` (no
+second gc, no restore meanwhile); phases 3 and 4, which delete blobs, also hold
+``locks.BLOBS`` exclusive, which a running backup holds shared until it has
+copied every blob its snapshot names. gc waits for such backups to end (up to
+``wait``: a nightly gc and a nightly backup that overlap both succeed); if they
+outlast it, the two phases are skipped and the report says so (``deferred``):
+the next run deletes what they would have. Phases 1 and 2 need no such wait: a
+backup reads every tag and manifest inside its snapshot.
 """
 
 import contextlib
-import fcntl
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from registry import retention, sweep, untagged
+from registry import locks, retention, sweep, untagged
 from registry.models import Blob, ManifestBlob, Repository, RepositoryBlob
 from registry.progress import Progress
 
-LOCK_KEY = 0x63726F776763  # "crowgc": the advisory lock of PostgreSQL that a running gc holds
 BATCH = 500
 
 
@@ -64,6 +65,7 @@ class GcOptions:
     untagged: bool = False
     delete_referrers: bool = False
     repository: str | None = None
+    wait: timedelta = locks.DEFAULT_WAIT  # for running backups to end, before deleting blobs
 
 
 @dataclass
@@ -74,14 +76,16 @@ class GcReport:
     objects: int = 0  # swept from storage: no row knew them
     bytes: int = 0
     failed: list[str] = field(default_factory=list)
+    deferred: str = ""  # why blobs and unknown objects were not deleted this time, if they were not
     seconds: float = 0.0
 
     def summary(self, dry_run: bool) -> str:
         verb = "would delete" if dry_run else "deleted"
         failed = f", {len(self.failed)} failures" if self.failed else ""
+        deferred = f"; {self.deferred}" if self.deferred else ""
         return (
             f"gc {verb} {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
-            f" {self.objects} unknown objects: {self.bytes} bytes{failed} in {self.seconds:.1f}s"
+            f" {self.objects} unknown objects: {self.bytes} bytes{failed} in {self.seconds:.1f}s{deferred}"
         )
 
 
@@ -99,37 +103,57 @@ def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
             progress.note(f"tag {tag} (retention rule {tag.rule})")
         report.tags = len(tags)
         doomed = _collect_manifests(options, plan, now, cutoff, report, progress)
-        undeleted = _collect_blobs(options, cutoff, doomed, report, progress)
-        if options.repository is None:
-            swept = sweep.sweep_storage(options.dry_run, now, cutoff, undeleted, progress)
-            report.objects, report.failed = swept.objects, report.failed + swept.failed
-            report.bytes += swept.bytes
+        try:
+            deleting = contextlib.ExitStack() if options.dry_run else _blobs_lock(options.wait, progress)
+        except locks.Busy:
+            report.deferred = (
+                f"no blob deleted: backups ran for longer than the {options.wait} gc waits for them;"
+                " the next run deletes what this one did not"
+            )
+        else:
+            with deleting:
+                _delete_unused(options, now, cutoff, doomed, report, progress)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _delete_unused(
+    options: GcOptions,
+    now: datetime,
+    cutoff: datetime,
+    doomed: set[int],
+    report: GcReport,
+    progress: Progress,
+) -> None:
+    """Phases 3 and 4: blobs no manifest references, then stored objects no row knows."""
+    undeleted = _collect_blobs(options, cutoff, doomed, report, progress)
+    if options.repository is None:
+        swept = sweep.sweep_storage(options.dry_run, now, cutoff, undeleted, progress)
+        report.objects, report.failed = swept.objects, report.failed + swept.failed
+        report.bytes += swept.bytes
 
 
 @contextlib.contextmanager
 def exclusive() -> Iterator[None]:
     """Hold the gc lock for the block, or raise ``GcBusy``."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
-            if not cursor.fetchone()[0]:
-                raise GcBusy("another gc is running (it holds the PostgreSQL advisory lock)")
-        try:
-            yield
-        finally:
-            # If this fails (a broken connection), closing the connection frees the lock.
-            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
-        return
-    path = Path(f"{connection.settings_dict['NAME']}.gc-lock")
-    with open(path, "a") as file:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise GcBusy(f"another gc is running (it holds {path})") from None
-        yield  # closing the file releases the lock
+    try:
+        held = locks.take(locks.GC)
+    except locks.Busy:
+        raise GcBusy("another gc is running, or a restore (either holds the gc lock)") from None
+    with held:
+        yield
+
+
+def _blobs_lock(wait: timedelta, progress: Progress) -> contextlib.ExitStack:
+    """``locks.BLOBS``, exclusive: no backup is copying what its snapshot names; waits up to ``wait``."""
+
+    shown = contextlib.ExitStack()  # a phase on stderr while gc waits: it may be hours
+
+    def waiting() -> None:
+        shown.enter_context(progress.phase(f"waiting up to {wait} for running backups to end"))
+
+    with shown:
+        return locks.take(locks.BLOBS, wait=wait.total_seconds(), waiting=waiting)
 
 
 # --- Manifests --------------------------------------------------------------------

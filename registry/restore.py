@@ -9,6 +9,10 @@
 4. Every row is created in one transaction. If it fails, the blobs stored in
    step 3 are deleted again, and the database is as it was.
 
+The whole run holds ``locks.GC``, so no gc runs meanwhile (its storage sweep
+would take the blobs of step 3, whose rows are not committed yet, for
+garbage); a restore refuses to start while a gc runs.
+
 Merging adds what is missing and keeps every existing row as it is: a
 repository, blob or manifest that exists is left alone; a tag that exists
 keeps pointing where it points, even if the backup's points elsewhere (each
@@ -25,7 +29,7 @@ from typing import Any
 
 from django.db import transaction
 
-from registry import backup_access
+from registry import backup_access, locks
 from registry.backup_layout import CorruptBlob, Layout, LayoutError, open_layout, verified
 from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
 from registry.progress import Phase, Progress
@@ -38,6 +42,10 @@ EXIT_NOT_EMPTY = 4
 
 class NotEmpty(RestoreRefused):
     exit_code = EXIT_NOT_EMPTY
+
+
+class GcRunning(RestoreRefused):
+    exit_code = locks.EX_TEMPFAIL
 
 
 class RestoreError(Exception):
@@ -68,6 +76,19 @@ class RestoreReport:
 
 
 def restore(source: str | Layout, *, merge: bool = False, progress: Progress | None = None) -> RestoreReport:
+    """Restore SRC, holding the gc lock throughout; ``GcRunning`` at once if a gc (or restore) holds it."""
+    try:
+        held = locks.take(locks.GC)
+    except locks.Busy:
+        raise GcRunning(
+            "a gc is running, or another restore (either holds the gc lock); nothing changed:"
+            " restore once it has ended"
+        ) from None
+    with held:
+        return _restore(source, merge, progress)
+
+
+def _restore(source: str | Layout, merge: bool, progress: Progress | None) -> RestoreReport:
     started = time.monotonic()
     progress = progress or Progress()
     try:

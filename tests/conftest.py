@@ -1,7 +1,8 @@
 """Fixtures for every test: a private blob root and the real clients.
 
 The real server (``registry_server``) comes from ``tests.server``, moto's S3 server
-(``s3_server``, ``s3_bucket``, ...) from ``tests.s3server``.
+(``s3_server``, ``s3_bucket``, ...) from ``tests.s3server``; ``tests.processes`` starts
+and stops every process a test runs, in a process group of its own.
 """
 
 import importlib
@@ -16,12 +17,14 @@ import pytest
 from pytest_django.fixtures import Settings
 
 # Helper modules assert too; rewrite them (before importing them) for pytest's messages.
-pytest.register_assert_rewrite("tests.server", "tests.s3server", "tests.skopeo", "tests.ocilayout")
+pytest.register_assert_rewrite(
+    "tests.processes", "tests.server", "tests.s3server", "tests.skopeo", "tests.ocilayout"
+)
 
 from tests.server import Server  # noqa: E402
 from tests.skopeo import Skopeo  # noqa: E402
 
-pytest_plugins = ["tests.server", "tests.s3server"]
+pytest_plugins = ["tests.processes", "tests.server", "tests.s3server"]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

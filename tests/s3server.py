@@ -23,7 +23,8 @@ import requests
 from pytest_django.fixtures import Settings
 
 from registry.storage.s3 import MIN_PART_SIZE, S3Store
-from tests.server import free_port, stop
+from tests.processes import spawn, stop
+from tests.server import free_port
 
 START_TIMEOUT = 30.0
 REGION = "us-east-1"  # moto refuses to create buckets elsewhere without a LocationConstraint
@@ -81,7 +82,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as output:
-        process = subprocess.Popen(
+        process = spawn(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=output,
             stderr=subprocess.STDOUT,

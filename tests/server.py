@@ -3,8 +3,11 @@
 The server runs on a free loopback port against the test database and the
 test's own blob root. Its tests need ``transactional_db``: the server is
 another process and only sees committed rows. Every test that uses
-``registry_server`` is marked ``realserver``; when one fails, the server's
-log is attached to its report.
+``registry_server`` is marked ``realserver``; a test that starts gunicorn
+otherwise (``running``, ``gunicorn``) must carry the marker itself, or it
+fails. When one fails, the server's log is attached to its report. Servers
+start in process groups of their own (``tests.processes``): ``stop`` ends the
+arbiter and its workers.
 
 Authentication stays on, as in production: clients log in as a robot account
 allowed to pull, push and delete in ``team/*`` (what a CI job would use; a
@@ -12,16 +15,19 @@ robot's secret is checked in microseconds, a user's password in most of a
 second) and go through the token service like any registry client.
 """
 
+import fcntl
 import os
+import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import pytest
@@ -31,12 +37,14 @@ from django.db import connection
 
 from registry.auth import robots
 from registry.auth.models import DELETE, PULL, PUSH
+from tests.processes import spawn, stop  # stop: other modules take it from here
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
+GUNICORN = Path(sys.executable).parent / "gunicorn"
 
 _log_key = pytest.StashKey[Path]()
+_current: list[pytest.Item] = []  # the test being run, for the marker check of ``gunicorn``
 
 
 REPOSITORIES = "team/*"  # what the test robot may pull, push and delete
@@ -89,10 +97,52 @@ def database_url(settings_dict: dict[str, Any]) -> str:
     return f"postgres://{credentials}@{host}{port}/{quote(settings_dict['NAME'], safe='')}"
 
 
+# free_port hands out ports below the kernel's ephemeral range, which it never picks for a bind to
+# port 0 or an outgoing connection; a lock file per port keeps concurrent test runs apart, and the
+# ports this process handed out stay reserved (their lock files open) until it ends.
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "crow-test-ports"
+_reserved: dict[int, IO[str]] = {}
+_random = random.Random()
+
+
 def free_port() -> int:
+    """A loopback port nothing listens on, never handed out twice in this run or a concurrent one."""
+    ports = _port_range()
+    start = _random.randrange(len(ports))
+    _PORT_LOCKS.mkdir(exist_ok=True)
+    for index in range(len(ports)):
+        port = ports[(start + index) % len(ports)]
+        if port in _reserved:
+            continue
+        lock = open(_PORT_LOCKS / str(port), "a")  # noqa: SIM115 - held open: the reservation
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another test run has it
+            lock.close()
+            continue
+        if _bindable(port):
+            _reserved[port] = lock
+            return port
+        lock.close()
+    raise RuntimeError(f"no free port in {ports}")
+
+
+def _port_range() -> range:
+    """Ports under the ephemeral range (``ip_local_port_range``, usually 32768-60999)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(low - 12000, low) if low >= 13024 else range(20000, 30000)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:
@@ -107,16 +157,6 @@ def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     pytest.fail(f"the server did not answer within {START_TIMEOUT}s:\n{log.read_text()}", pytrace=False)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Terminate a test's server process; kill it if it does not stop in time."""
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture
@@ -177,24 +217,42 @@ def open_environment(tmp_path: Path, blob_root: Path, **settings: str) -> dict[s
     }
 
 
+def gunicorn(env: dict[str, str], output: IO[bytes]) -> subprocess.Popen:
+    """gunicorn with ``crow/gunicorn.conf.py`` and ``env``, in a process group of its own (``stop`` it).
+
+    The running test must be marked ``realserver``: else it fails here.
+    """
+    if _current and _current[-1].get_closest_marker("realserver") is None:
+        pytest.fail(f"{_current[-1].nodeid} starts gunicorn: mark it realserver", pytrace=False)
+    return spawn(
+        [str(GUNICORN), "--config", "crow/gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @contextmanager
 def running(env: dict[str, str], log: Path) -> Iterator[str]:
     """A gunicorn process with ``env`` (``CROW_BIND`` says where) until the block ends; yields its URL."""
-    gunicorn = Path(sys.executable).parent / "gunicorn"
     with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [str(gunicorn), "--config", "crow/gunicorn.conf.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+        process = gunicorn(env, output)
     try:
         url = f"http://{env['CROW_BIND']}"
         _wait_until_ready(process, url, log)
         yield url
     finally:
         stop(process)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    _current.append(item)
+    try:
+        return (yield)
+    finally:
+        _current.remove(item)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,11 +4,10 @@ With ``creds`` (``username:password``) it logs in through the server's token
 service, as it would to any registry.
 """
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests import ocilayout
+from tests import ocilayout, processes
 
 TIMEOUT = 120
 
@@ -20,7 +19,7 @@ class Skopeo:
 
     def run(self, *args: str) -> bytes:
         # --insecure-policy: no signature policy to consult, whatever /etc/containers holds.
-        result = subprocess.run([self.path, "--insecure-policy", *args], capture_output=True, timeout=TIMEOUT)
+        result = processes.run([self.path, "--insecure-policy", *args], capture_output=True, timeout=TIMEOUT)
         assert result.returncode == 0, f"skopeo {' '.join(args)}:\n{result.stderr.decode()}"
         return result.stdout
 

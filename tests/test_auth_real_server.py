@@ -4,7 +4,6 @@ skopeo follows the server's challenge to ``/token`` like any registry client:
 ``skopeo login`` checks the password there, pushes and pulls carry tokens.
 """
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from django.contrib.auth import get_user_model
 
 from registry.auth import keys, robots
 from registry.auth.models import PULL, PUSH, PublicPattern
-from tests import ocilayout
+from tests import ocilayout, processes
 from tests.server import Server
 from tests.skopeo import Skopeo
 
@@ -35,7 +34,7 @@ def alice(registry_server: Server):
 
 
 def fails(skopeo_path: str, *args: str) -> str:
-    result = subprocess.run([skopeo_path, "--insecure-policy", *args], capture_output=True, timeout=120)
+    result = processes.run([skopeo_path, "--insecure-policy", *args], capture_output=True, timeout=120)
     assert result.returncode != 0, f"skopeo {' '.join(args)} succeeded"
     return result.stderr.decode()
 

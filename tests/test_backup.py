@@ -2,7 +2,6 @@
 
 import json
 import socket
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from registry.backup_layout import DirectoryLayout
 from registry.models import Blob, Manifest, RepositoryBlob
 from registry.progress import Phase, Progress
 from registry.storage import blob_store
-from tests import backups, oci, ocilayout
+from tests import backups, oci, ocilayout, processes
 from tests.s3server import S3Server
 
 pytestmark = pytest.mark.django_db
@@ -268,7 +267,7 @@ def test_skopeo_reads_the_backup(client: Client, tmp_path: Path, skopeo_path: st
     backup(str(dest))
 
     def skopeo(*args: str) -> None:
-        result = subprocess.run([skopeo_path, "--insecure-policy", *args], capture_output=True, timeout=120)
+        result = processes.run([skopeo_path, "--insecure-policy", *args], capture_output=True, timeout=120)
         assert result.returncode == 0, result.stderr.decode()
 
     # skopeo takes everything after the path's first colon as the ref name.

@@ -19,6 +19,7 @@ TIMEOUT = 30
 NAME = "team/app"
 
 
+@pytest.mark.realserver
 def test_a_registry_without_its_database_answers_503(tmp_path: Path, blob_root: Path) -> None:
     # A PostgreSQL URL where nothing listens: every query fails to connect.
     env = open_environment(

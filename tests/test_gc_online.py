@@ -27,7 +27,7 @@ from django.test import Client
 from registry import gc
 from registry.models import Blob, ManifestBlob, RepositoryBlob, Tag
 from registry.storage import blob_store
-from tests import oci
+from tests import oci, processes
 from tests.server import ROOT, Server, database_url
 
 NAME = "team/app"
@@ -282,7 +282,7 @@ class Pusher:
 def gc_loop(env: dict[str, str], stop: threading.Event, runs: list[subprocess.CompletedProcess]) -> None:
     command = [sys.executable, "manage.py", "gc", "--untagged", "--grace-period", "0"]
     while not stop.is_set():
-        runs.append(subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60))
+        runs.append(processes.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60))
 
 
 def assert_pulls_completely(http: requests.Session, server: Server, name: str, reference: str) -> None:

@@ -2,8 +2,6 @@
 
 import importlib.util
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -11,18 +9,20 @@ from types import ModuleType, SimpleNamespace
 import pytest
 import requests
 
-from tests.server import ROOT, open_environment, running, stop
+from tests import processes
+from tests.server import GUNICORN, ROOT, gunicorn, open_environment, running, stop
 
 TIMEOUT = 30
 
 
+@pytest.mark.realserver
 def test_a_second_server_on_a_taken_address_refuses_to_start(tmp_path: Path, blob_root: Path) -> None:
     # Each worker binds with SO_REUSEPORT, which would let a second server share the port and take
     # half of the first one's connections; it must fail as a plain bind does.
     env = open_environment(tmp_path, blob_root, CROW_WORKERS="2")
     with running(env, tmp_path / "first.log") as url:
-        second = subprocess.run(
-            [str(Path(sys.executable).parent / "gunicorn"), "--config", "crow/gunicorn.conf.py"],
+        second = processes.run(
+            [str(GUNICORN), "--config", "crow/gunicorn.conf.py"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -37,19 +37,14 @@ def test_a_second_server_on_a_taken_address_refuses_to_start(tmp_path: Path, blo
     assert f"Listening at {env['CROW_BIND']}" in (tmp_path / "first.log").read_text()
 
 
+@pytest.mark.realserver
 def test_a_unix_socket_is_one_socket_that_every_worker_serves(tmp_path: Path, blob_root: Path) -> None:
     # With a socket per worker, each worker's bind would take the path from the one before.
     path = tmp_path / "crow.sock"
     env = open_environment(tmp_path, blob_root, CROW_BIND=f"unix:{path}", CROW_WORKERS="2")
     log = tmp_path / "server.log"
     with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--config", "crow/gunicorn.conf.py"],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+        process = gunicorn(env, output)
     try:
         deadline = time.monotonic() + TIMEOUT
         while not _answers(path) and time.monotonic() < deadline:

@@ -1,4 +1,9 @@
-"""``manage.py gc [--untagged] [--dry-run]``: delete what nothing references, while the registry serves."""
+"""``manage.py gc [--untagged] [--dry-run]``: delete what nothing references, while the registry serves.
+
+Exit status: 0 done; 1 some deletions failed (a later run retries them); 75
+(sysexits' EX_TEMPFAIL: run it again later) another gc or a restore is
+running, or backups ran for longer than ``--wait``, so no blob was deleted.
+"""
 
 from datetime import timedelta
 from typing import Any
@@ -8,10 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crow.env import parse_duration
-from registry import gc, progress
+from registry import gc, locks, progress
 from registry.models import Repository
-
-EX_TEMPFAIL = 75  # sysexits.h: try again later (another gc holds the lock)
 
 
 class Command(BaseCommand):
@@ -49,10 +52,19 @@ class Command(BaseCommand):
             " (default: CROW_GC_GRACE_PERIOD, now %(default)s)",
             default=f"{settings.CROW_GC_GRACE_PERIOD}s",
         )
+        parser.add_argument(
+            "--wait",
+            metavar="DURATION",
+            help="before deleting blobs, wait this long at most for running backups to end"
+            " (they need every blob their snapshot names); after that, delete no blob this time"
+            " and exit with status 75 (default: %(default)s)",
+            default=f"{locks.DEFAULT_WAIT // timedelta(hours=1)}h",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             grace = parse_duration(options["grace_period"], "--grace-period")
+            wait = parse_duration(options["wait"], "--wait")
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
         if options["delete_referrers"] and not options["untagged"]:
@@ -68,14 +80,17 @@ class Command(BaseCommand):
             untagged=options["untagged"],
             delete_referrers=options["delete_referrers"],
             repository=name,
+            wait=timedelta(seconds=wait),
         )
         try:
             report = gc.collect(gc_options, watcher)
         except gc.GcBusy as exc:
-            raise CommandError(f"{exc}; try again later", returncode=EX_TEMPFAIL) from None
+            raise CommandError(f"{exc}; try again later", returncode=locks.EX_TEMPFAIL) from None
         for failure in report.failed:
             self.stderr.write(failure)
         if verbosity >= 1:
             self.stdout.write(report.summary(dry_run))
         if report.failed:
             raise CommandError(f"{len(report.failed)} failures; a later gc retries them")
+        if report.deferred:
+            raise CommandError(report.deferred, returncode=locks.EX_TEMPFAIL)

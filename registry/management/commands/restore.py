@@ -2,7 +2,8 @@
 
 Exit status: 0 restored; 1 failed part way (nothing kept); 3 the backup is
 incomplete or damaged (nothing changed); 4 the installation is not empty and
-``--merge`` was not given (nothing changed).
+``--merge`` was not given (nothing changed); 75 (sysexits' EX_TEMPFAIL) a gc
+is running: run restore once it has ended (nothing changed).
 """
 
 from typing import Any
