@@ -14,7 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from django.core.cache import caches
 
+from registry.auth.counters import CacheCounters
 from tests.server import Server
 
 FAILURES = 4
@@ -137,3 +139,28 @@ class TestInRedis:
         keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
         assert keys and all(0 < client.ttl(key) <= 600 for key in keys)
         client.close()
+
+
+@pytest.mark.django_db
+def test_a_redis_counter_left_without_expiry_gets_one(settings, redis_prefix: str) -> None:
+    # Django's Redis incr() checks that the key exists, then INCRs: a key that expires in between
+    # comes back as 1 with no expiry. The same state, made directly: the next failure gives it one.
+    import redis
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": redis_prefix,
+        }
+    }
+    cache = caches["default"]
+    cache.set(CacheCounters.NAMESPACE + "key", 0, timeout=None)
+
+    CacheCounters().add("key", 600)
+
+    assert CacheCounters().counts(["key"]) == {"key": 1}
+    client = redis.Redis.from_url(REDIS_URL)
+    (stored,) = client.scan_iter(match=f"{redis_prefix}:*")
+    assert 0 < client.ttl(stored) <= 600
+    client.close()

@@ -36,14 +36,19 @@ class DatabaseCounters:
 
 
 class CacheCounters:
+    # Keys of their own in a cache that may hold other things.
+    NAMESPACE = "login-failures:"
+
     def __init__(self, alias: str = "default") -> None:
         self.alias = alias
 
     def counts(self, keys: list[str]) -> dict[str, int]:
-        return caches[self.alias].get_many(keys)
+        found = caches[self.alias].get_many([self.NAMESPACE + key for key in keys])
+        return {key.removeprefix(self.NAMESPACE): count for key, count in found.items()}
 
     def add(self, key: str, window: int) -> None:
         cache = caches[self.alias]
+        key = self.NAMESPACE + key
         if cache.add(key, 1, timeout=window):  # the first failure starts the window
             return
         try:
