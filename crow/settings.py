@@ -167,15 +167,36 @@ CROW_TOKEN_TTL = env.duration("CROW_TOKEN_TTL", "5m")
 # PEM ECDSA P-256 key that signs tokens, shared by all replicas; without one a key is generated here.
 CROW_TOKEN_KEY = env.secret("CROW_TOKEN_KEY")
 CROW_TOKEN_KEY_PATH = VAR_DIR / "token-key.pem"
-# Failed logins per client address and per username within the window before 429.
+# Failed logins for one account from one address within the window before 429 (never per account alone).
 CROW_LOGIN_FAILURES = env.integer("CROW_LOGIN_FAILURES", 10, minimum=1)
 CROW_LOGIN_WINDOW = env.duration("CROW_LOGIN_WINDOW", "5m")
+# Failed logins from one address, whatever the accounts, within the window before 429.
+CROW_LOGIN_ADDRESS_FAILURES = env.integer("CROW_LOGIN_ADDRESS_FAILURES", 5 * CROW_LOGIN_FAILURES, minimum=1)
 # Behind a reverse proxy: the header holding the client's address (e.g. X-Forwarded-For; its last entry
 # counts, the one the proxy added). Empty: the connection's address. Never set it without such a proxy.
 CROW_CLIENT_ADDRESS_HEADER = env.string("CROW_CLIENT_ADDRESS_HEADER", "")
 # `manage.py ensure_admin` creates this superuser if it does not exist yet.
 CROW_ADMIN_USER = env.string("CROW_ADMIN_USER", "")
 CROW_ADMIN_PASSWORD = env.secret("CROW_ADMIN_PASSWORD")
+
+# --- Shared cache ------------------------------------------------------------------
+# Redis, shared by every server process and replica (e.g. redis://127.0.0.1:6379/0): failed logins are
+# counted there. Without it they are counted in the database, and the cache is per-process memory.
+CROW_REDIS_URL = env.string("CROW_REDIS_URL", "")
+# Prefix of every key in Redis, so that several registries (or tests) can share one server.
+CROW_REDIS_KEY_PREFIX = env.string("CROW_REDIS_KEY_PREFIX", "crow")
+if CROW_REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CROW_REDIS_URL,
+            "KEY_PREFIX": CROW_REDIS_KEY_PREFIX,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Where registry.auth.counters counts failed logins: "cache" (Redis) or "database".
+CROW_LOGIN_COUNTERS = "cache" if CROW_REDIS_URL else "database"
 
 # The management API under /api/: a session (the admin's) or a token (Authorization: Token ...).
 REST_FRAMEWORK = {

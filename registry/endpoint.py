@@ -10,7 +10,7 @@ outages into a retryable 503, and sets the API version and ``nosniff`` headers o
 import logging
 from collections.abc import Callable
 
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -51,6 +51,14 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
         except StorageError as exc:
             log.warning("storage failed on %s %s: %s", request.method, request.path, exc)
             response = _unavailable(request, f"blob storage is unavailable, retry later: {exc}")
+        except DataError as exc:
+            # Input the database refuses (a NUL byte, a value too long) that no check caught first:
+            # the request is wrong, not the server. The checks at the edge are the real fix.
+            log.warning("the database refused a value on %s %s: %s", request.method, request.path, exc)
+            error = RegistryError(
+                errors.UNSUPPORTED, "the request holds a value the registry cannot use", status=400
+            )
+            response = responses.error(error, head=request.method == "HEAD")
         except (OperationalError, InterfaceError) as exc:
             # The database went away, restarted, or gave up on a lock: a retry redoes what did not
             # commit (every write is one statement or one transaction).

@@ -74,7 +74,9 @@ def _parse_image_manifest(document: dict[str, Any], media_type: str) -> ParsedMa
         if descriptor["mediaType"] not in mediatypes.NONDISTRIBUTABLE_LAYERS:
             blobs[descriptor["digest"]] = descriptor["size"]
     # The referrers API lists a manifest without artifactType under its config's media type.
-    artifact_type = _optional_string(document, "artifactType") or config["mediaType"]
+    artifact_type = _artifact_type(document) or config["mediaType"]
+    if not mediatypes.is_media_type(artifact_type):
+        raise _invalid("config.mediaType must be a media type", detail={"mediaType": artifact_type})
     return ParsedManifest(
         media_type=media_type,
         artifact_type=artifact_type,
@@ -93,7 +95,7 @@ def _parse_index(document: dict[str, Any], media_type: str) -> ParsedManifest:
     ]
     return ParsedManifest(
         media_type=media_type,
-        artifact_type=_optional_string(document, "artifactType"),
+        artifact_type=_artifact_type(document),
         subject=_subject(document),
         annotations=_annotations(document),
         children=list(dict.fromkeys(children)),
@@ -128,7 +130,17 @@ def _annotations(document: dict[str, Any]) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
     ):
         raise _invalid("annotations must map strings to strings")
+    # JSON allows "\u0000"; PostgreSQL's jsonb, which keeps them for the referrers API, does not.
+    if any("\x00" in text for item in annotations.items() for text in item):
+        raise _invalid("annotations cannot contain NUL characters")
     return annotations
+
+
+def _artifact_type(document: dict[str, Any]) -> str:
+    artifact_type = _optional_string(document, "artifactType")
+    if artifact_type and not mediatypes.is_media_type(artifact_type):
+        raise _invalid("artifactType must be a media type", detail={"artifactType": artifact_type})
+    return artifact_type
 
 
 def _optional_string(document: dict[str, Any], key: str) -> str:

@@ -1,4 +1,6 @@
-"""Media types and size limits, as named constants."""
+"""Media types and size limits, as named constants; the media type grammar."""
+
+import re
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -33,3 +35,14 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
+
+# RFC 6838's type "/" subtype, without parameters: what the image spec requires of
+# ``artifactType`` and of a descriptor's ``mediaType``. At most 255 characters: the
+# columns that keep them.
+_RESTRICTED_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+_MEDIA_TYPE = re.compile(rf"{_RESTRICTED_NAME}/{_RESTRICTED_NAME}")
+MEDIA_TYPE_MAX_LENGTH = 255
+
+
+def is_media_type(value: str) -> bool:
+    return len(value) <= MEDIA_TYPE_MAX_LENGTH and bool(_MEDIA_TYPE.fullmatch(value))

@@ -26,19 +26,19 @@ _upload_id = re.compile(rf"^{UPLOAD_ID}$")
 
 
 def is_name(value: str) -> bool:
-    return len(value) <= NAME_MAX_LENGTH and bool(_name.match(value))
+    return len(value) <= NAME_MAX_LENGTH and bool(_name.fullmatch(value))
 
 
 def is_tag(value: str) -> bool:
-    return bool(_tag.match(value))
+    return bool(_tag.fullmatch(value))
 
 
 def is_digest(value: str) -> bool:
-    return bool(_digest.match(value))
+    return bool(_digest.fullmatch(value))
 
 
 def is_upload_id(value: str) -> bool:
-    return bool(_upload_id.match(value))
+    return bool(_upload_id.fullmatch(value))
 
 
 @dataclass(frozen=True)

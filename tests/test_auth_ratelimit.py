@@ -1,19 +1,28 @@
-"""Failed logins are limited per client address and per username, and logged without secrets."""
+"""Failed logins are limited per client address and per address and account, and logged without secrets."""
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
+from registry.auth.models import LoginFailures
 from tests import access, oci
 
 pytestmark = [pytest.mark.auth, pytest.mark.django_db]
 
 
-@pytest.fixture(autouse=True)
-def world(settings, tmp_path) -> None:
+@pytest.fixture(autouse=True, params=["database", "cache"])
+def world(request: pytest.FixtureRequest, settings, tmp_path) -> None:
+    """Each test runs on both counter stores: the database, and Django's cache (Redis in production;
+    here the per-process memory cache, which behaves the same within one process)."""
     access.secure(settings, tmp_path)
+    settings.CROW_LOGIN_COUNTERS = request.param
     settings.CROW_LOGIN_FAILURES = 3
+    settings.CROW_LOGIN_ADDRESS_FAILURES = 5
     settings.CROW_LOGIN_WINDOW = 120
     access.user("alice")
     access.user("bob")
@@ -23,19 +32,36 @@ def login(client: Client, username: str, password: str, address: str = "10.0.0.1
     return client.get("/v2/", headers=access.basic(username, password), REMOTE_ADDR=address)
 
 
-def test_it_locks_a_username_out_after_too_many_failures_from_anywhere(client: Client) -> None:
-    for attempt in range(3):
-        oci.assert_error(login(client, "alice", "wrong", f"10.0.0.{attempt}"), 401, "UNAUTHORIZED")
+def test_it_locks_an_account_out_from_the_address_that_failed(client: Client) -> None:
+    for _ in range(3):
+        oci.assert_error(login(client, "alice", "wrong"), 401, "UNAUTHORIZED")
 
-    response = login(client, "alice", access.PASSWORD, "10.0.0.99")
+    response = login(client, "alice", access.PASSWORD)
 
     oci.assert_error(response, 429, "TOOMANYREQUESTS")
     assert response["Retry-After"] == "120"
-    assert login(client, "bob", access.PASSWORD, "10.0.0.99").status_code == 200
+    assert login(client, "bob", access.PASSWORD).status_code == 200
+
+
+def test_nobody_can_lock_an_account_out_from_another_address(client: Client) -> None:
+    # Far more failures than the account's limit, from the attacker's address...
+    for _ in range(10):
+        login(client, "alice", "wrong", "198.51.100.66")
+
+    # ... lock out the attacker's address, never the victim's.
+    oci.assert_error(login(client, "alice", access.PASSWORD, "198.51.100.66"), 429, "TOOMANYREQUESTS")
+    assert login(client, "alice", access.PASSWORD, "10.0.0.1").status_code == 200
+
+
+def test_failures_spread_over_addresses_lock_no_address(client: Client) -> None:
+    for attempt in range(3):
+        login(client, "alice", "wrong", f"10.0.1.{attempt}")
+
+    assert login(client, "alice", access.PASSWORD, "10.0.1.0").status_code == 200
 
 
 def test_it_locks_an_address_out_after_too_many_failures_for_anyone(client: Client) -> None:
-    for username in ("carol", "dave", "erin"):
+    for username in ("carol", "dave", "erin", "frank", "grace"):
         login(client, username, "wrong")
 
     oci.assert_error(login(client, "bob", access.PASSWORD), 429, "TOOMANYREQUESTS")
@@ -51,11 +77,12 @@ def test_it_limits_the_token_service_too(client: Client) -> None:
     oci.assert_error(response, 429, "TOOMANYREQUESTS")
 
 
-def test_it_limits_robots_by_name(client: Client) -> None:
+def test_it_limits_robots_per_address_too(client: Client) -> None:
     for _ in range(3):
         login(client, "robot$ci", "crow_wrong", "10.0.0.5")
 
-    oci.assert_error(login(client, "robot$ci", "crow_wrong", "10.0.0.6"), 429, "TOOMANYREQUESTS")
+    oci.assert_error(login(client, "robot$ci", "crow_wrong", "10.0.0.5"), 429, "TOOMANYREQUESTS")
+    oci.assert_error(login(client, "robot$ci", "crow_wrong", "10.0.0.6"), 401, "UNAUTHORIZED")
 
 
 def test_it_logs_failures_without_the_password(client: Client, caplog) -> None:
@@ -76,7 +103,7 @@ def test_it_counts_by_the_proxy_header_behind_a_proxy(client: Client, settings) 
         forwarded = f"203.0.113.9, {client_address}"
         return client.get("/v2/", headers={**access.basic("bob", password), "X-Forwarded-For": forwarded})
 
-    for username in ("carol", "dave", "erin"):
+    for username in ("carol", "dave", "erin", "frank", "grace"):
         client.get("/v2/", headers={**access.basic(username, "x"), "X-Forwarded-For": "198.51.100.1"})
 
     oci.assert_error(through_proxy("198.51.100.1", access.PASSWORD), 429, "TOOMANYREQUESTS")
@@ -86,3 +113,33 @@ def test_it_counts_by_the_proxy_header_behind_a_proxy(client: Client, settings) 
 def test_it_does_not_count_successes(client: Client) -> None:
     for _ in range(5):
         assert login(client, "alice", access.PASSWORD).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_counts_every_failure_however_many_processes_count_at_once() -> None:
+    # Threads with a connection each, as server processes have: one atomic UPDATE per failure
+    # loses none (a read-then-write counter, as Django's database cache has, would).
+    def fail(_: int) -> None:
+        try:
+            for _ in range(10):
+                LoginFailures.objects.add("key", timedelta(minutes=5))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(fail, range(6)))
+
+    assert LoginFailures.objects.counts(["key"]) == {"key": 60}
+
+
+@pytest.mark.django_db
+def test_a_window_that_ended_starts_again_and_is_swept() -> None:
+    LoginFailures.objects.create(key="old", count=9, window_ends=timezone.now() - timedelta(seconds=1))
+
+    assert LoginFailures.objects.counts(["old"]) == {}
+    LoginFailures.objects.add("old", timedelta(minutes=5))
+    assert LoginFailures.objects.counts(["old"]) == {"old": 1}
+
+    LoginFailures.objects.filter(key="old").update(window_ends=timezone.now())
+    LoginFailures.objects.sweep()
+    assert not LoginFailures.objects.exists()

@@ -1,5 +1,6 @@
 """Setting the access control up: the signing key, the system checks, the first admin, the admin pages."""
 
+import importlib.util
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,21 @@ def test_it_stops_on_a_broken_token_key(settings) -> None:
     (error,) = checks.check_token_key()
 
     assert error.id == "crow_auth.E001"
+
+
+def test_it_stops_when_redis_is_configured_without_its_client(settings, monkeypatch) -> None:
+    settings.CROW_REDIS_URL = "redis://127.0.0.1:6379/0"
+    # The package is pinned in requirements.txt; its absence is what an incomplete install looks like.
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real_find_spec(name, *a)
+    )
+
+    (error,) = checks.check_redis()
+
+    assert error.id == "crow_auth.E002"
+    settings.CROW_REDIS_URL = ""
+    assert checks.check_redis() == []
 
 
 # --- The first administrator ------------------------------------------------------------

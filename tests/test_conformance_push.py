@@ -207,12 +207,13 @@ def test_it_forgets_a_finished_upload(client: Client) -> None:
 
 
 @pytest.mark.parametrize("digest", ["sha256:nothex", "sha256:abc", "sha256:" + "A" * 64])
-def test_it_refuses_an_invalid_digest_in_a_blob_url(client: Client, digest: str) -> None:
+def test_it_answers_an_impossible_digest_in_a_blob_url_as_unknown(client: Client, digest: str) -> None:
+    # No blob has such a digest: "If the blob is not found in the registry, ... 404" (spec).
     oci.push_blob(client, NAME, BLOB)
 
     response = client.get(f"/v2/{NAME}/blobs/{digest}")
 
-    oci.assert_error(response, 400, "DIGEST_INVALID")
+    oci.assert_error(response, 404, "BLOB_UNKNOWN")
 
 
 # --- Cross-repository mounts ----------------------------------------------------

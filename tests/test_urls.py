@@ -41,30 +41,45 @@ def test_it_routes(path: str, route: str, kwargs: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "code"),
+    ("method", "path", "code"),
     [
-        ("Team/app/tags/list", "NAME_INVALID"),
-        ("team//app/tags/list", "NAME_INVALID"),
-        ("team/../app/tags/list", "NAME_INVALID"),
-        ("../etc/manifests/latest", "NAME_INVALID"),
-        ("-app/tags/list", "NAME_INVALID"),
-        ("app-/tags/list", "NAME_INVALID"),
-        ("a.-b/tags/list", "NAME_INVALID"),
-        ("app/manifests/-bad", "TAG_INVALID"),
-        ("app/manifests/" + "t" * 129, "TAG_INVALID"),
-        ("app/manifests/sha256:abc", "DIGEST_INVALID"),
-        ("app/manifests/sha256:" + "A" * 64, "DIGEST_INVALID"),
-        ("app/manifests/md5:" + "a" * 32, "DIGEST_INVALID"),
-        ("app/blobs/sha256:zz", "DIGEST_INVALID"),
-        ("app/blobs/latest", "DIGEST_INVALID"),
-        ("app/referrers/latest", "DIGEST_INVALID"),
-        ("app/blobs/uploads/not-an-upload", "BLOB_UPLOAD_UNKNOWN"),
-        ("app/nothing-here", "UNSUPPORTED"),
+        ("GET", "Team/app/tags/list", "NAME_INVALID"),
+        ("GET", "team//app/tags/list", "NAME_INVALID"),
+        ("GET", "team/../app/tags/list", "NAME_INVALID"),
+        ("GET", "../etc/manifests/latest", "NAME_INVALID"),
+        ("GET", "-app/tags/list", "NAME_INVALID"),
+        ("GET", "app-/tags/list", "NAME_INVALID"),
+        ("GET", "a.-b/tags/list", "NAME_INVALID"),
+        ("PUT", "app/manifests/-bad", "TAG_INVALID"),
+        ("PUT", "app/manifests/.INVALID_MANIFEST_NAME", "TAG_INVALID"),
+        ("PUT", "app/manifests/" + "t" * 129, "TAG_INVALID"),
+        ("PUT", "app/manifests/sha256:abc", "DIGEST_INVALID"),
+        ("PUT", "app/manifests/sha256:" + "A" * 64, "DIGEST_INVALID"),
+        ("PUT", "app/manifests/md5:" + "a" * 32, "DIGEST_INVALID"),
+        ("PUT", "app/manifests/sha256:totallywrong", "DIGEST_INVALID"),
+        # A reference that cannot exist names a manifest that does not: reading or deleting it is a 404.
+        ("GET", "app/manifests/.INVALID_MANIFEST_NAME", "MANIFEST_UNKNOWN"),
+        ("HEAD", "app/manifests/.INVALID_MANIFEST_NAME", "MANIFEST_UNKNOWN"),
+        ("DELETE", "app/manifests/.INVALID_MANIFEST_NAME", "MANIFEST_UNKNOWN"),
+        ("GET", "app/manifests/" + "t" * 129, "MANIFEST_UNKNOWN"),
+        ("GET", "app/manifests/sha256:totallywrong", "MANIFEST_UNKNOWN"),
+        ("HEAD", "app/manifests/md5:" + "a" * 32, "MANIFEST_UNKNOWN"),
+        ("GET", "app/manifests/sha384:" + "a" * 96, "MANIFEST_UNKNOWN"),
+        ("GET", "app/blobs/sha256:zz", "BLOB_UNKNOWN"),
+        ("HEAD", "app/blobs/latest", "BLOB_UNKNOWN"),
+        ("DELETE", "app/blobs/md5:" + "a" * 32, "BLOB_UNKNOWN"),
+        ("POST", "app/blobs/sha256:zz", "DIGEST_INVALID"),
+        # The referrers API never answers 404: a malformed digest is a bad request.
+        ("GET", "app/referrers/latest", "DIGEST_INVALID"),
+        ("GET", "app/referrers/sha384:" + "a" * 96, "DIGEST_INVALID"),
+        ("GET", "Bad/manifests/.INVALID_MANIFEST_NAME", "NAME_INVALID"),
+        ("GET", "app/blobs/uploads/not-an-upload", "BLOB_UPLOAD_UNKNOWN"),
+        ("GET", "app/nothing-here", "UNSUPPORTED"),
     ],
 )
-def test_it_diagnoses_what_no_route_matches(path: str, code: str) -> None:
+def test_it_diagnoses_what_no_route_matches(method: str, path: str, code: str) -> None:
     assert resolve(f"/v2/{path}").url_name == "unmatched"
-    assert diagnose(path).error.code == code
+    assert diagnose(path, method).error.code == code
 
 
 @pytest.mark.django_db

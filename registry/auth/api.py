@@ -22,7 +22,7 @@ from rest_framework.routers import DefaultRouter
 from registry import references
 from registry.auth import identity, permissions, robots
 from registry.auth.identity import Identity
-from registry.auth.models import PULL, Grant, PublicPattern, Robot
+from registry.auth.models import PULL, ROBOT_NAME, Grant, PublicPattern, Robot
 from registry.auth.serializers import (
     GrantSerializer,
     NewRobotSerializer,
@@ -62,7 +62,8 @@ class TagList(ListAPIView):
 
     def get_queryset(self) -> QuerySet[Tag]:
         name = self.kwargs["name"]
-        if PULL not in permissions.actions(_caller(self.request), name):
+        # A name outside the grammar (a NUL byte included) names no repository: never a query.
+        if not references.is_name(name) or PULL not in permissions.actions(_caller(self.request), name):
             get_object_or_404(Repository.objects.none())
         repository = get_object_or_404(Repository, name=name)
         return Tag.objects.filter(repository=repository).select_related("manifest").order_by("name")
@@ -112,6 +113,8 @@ class RobotViewSet(
     queryset = Robot.objects.select_related("owner").order_by("name")
     serializer_class = RobotSerializer
     lookup_field = "name"
+    # Only robot names route: other text (a NUL byte) is a 404 without a query.
+    lookup_value_regex = ROBOT_NAME.removeprefix("^").removesuffix("$")
 
     def get_queryset(self) -> QuerySet[Robot]:
         found = self.queryset.all()

@@ -1,5 +1,6 @@
 """System checks of the access settings: an open registry is loud, a broken token key stops start-up."""
 
+import importlib.util
 from typing import Any
 
 from django.conf import settings
@@ -39,3 +40,17 @@ def check_token_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             )
         ]
     return []
+
+
+@register()
+def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """CROW_REDIS_URL needs the redis package: say so at start-up, not at the first failed login."""
+    if not settings.CROW_REDIS_URL or importlib.util.find_spec("redis") is not None:
+        return []
+    return [
+        Error(
+            "CROW_REDIS_URL is set but the redis package is not installed.",
+            hint="pip install -r requirements.txt (it pins redis), or unset CROW_REDIS_URL.",
+            id="crow_auth.E002",
+        )
+    ]

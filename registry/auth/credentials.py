@@ -8,6 +8,7 @@ logged (the username and address, never what was typed).
 import base64
 import binascii
 import logging
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -62,12 +63,21 @@ def login(request: HttpRequest, username: str, password: str) -> Identity:
     """The user or robot, or ``BadCredentials``; TOOMANYREQUESTS while rate-limited."""
     address = client_address(request)
     ratelimit.check(address, username)
-    found = _check_password(request, username, password)
+    found = _check_password(request, username, password) if _possible(username, password) else None
     if found is None:
         ratelimit.failed(address, username)
         log.warning("failed login for %r from %s", username, address)
         raise BadCredentials("wrong username or password")
     return found
+
+
+def _possible(username: str, password: str) -> bool:
+    """Whether any account could have these credentials: no username holds a control character
+    (and PostgreSQL refuses NUL in a query), no password set through Django's forms holds NUL.
+
+    Impossible ones are wrong credentials like any other, counted as a failure: never a 500.
+    """
+    return "\x00" not in password and not any(unicodedata.category(char) == "Cc" for char in username)
 
 
 def _check_password(request: HttpRequest, username: str, password: str) -> Identity | None:

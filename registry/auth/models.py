@@ -5,11 +5,13 @@ name a repository that does not exist yet: a grant on ``team/*`` lets its
 holder push the first image of ``team/new``.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.validators import RegexValidator
-from django.db import models
-from django.db.models import Q
+from django.db import IntegrityError, models, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from registry.auth import patterns
@@ -135,3 +137,53 @@ class Robot(Actions):
     @property
     def usable(self) -> bool:
         return not self.revoked and (self.expires is None or self.expires > timezone.now())
+
+
+class LoginFailuresQuerySet(models.QuerySet["LoginFailures"]):
+    def counts(self, keys: list[str]) -> dict[str, int]:
+        """The failures counted under each of ``keys`` in windows that have not ended."""
+        return dict(self.filter(key__in=keys, window_ends__gt=timezone.now()).values_list("key", "count"))
+
+    def add(self, key: str, window: timedelta) -> None:
+        """One more failure under ``key``: in its window, or in a new one if that ended.
+
+        One UPDATE, atomic under the row's lock however many server processes count at
+        once; the row is created on a key's first failure.
+        """
+        now = timezone.now()
+        running = Q(window_ends__gt=now)
+        updated = self.filter(key=key).update(
+            count=Case(When(running, then=F("count") + 1), default=Value(1)),
+            window_ends=Case(When(running, then=F("window_ends")), default=Value(now + window)),
+        )
+        if updated:
+            return
+        try:
+            with transaction.atomic():
+                self.create(key=key, count=1, window_ends=now + window)
+        except IntegrityError:  # another process created it meanwhile: count in its row
+            self.add(key, window)
+
+    def sweep(self) -> None:
+        """Forget ended windows: a key is created by any address an attacker sends from."""
+        self.filter(window_ends__lte=timezone.now()).delete()
+
+
+class LoginFailures(models.Model):
+    """Failed logins counted under one key (an address, or an address and an account), shared by
+    every server process (``registry.auth.ratelimit``). The key is a hash: usernames are client input.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    count = models.PositiveIntegerField()
+    window_ends = models.DateTimeField()
+
+    objects = LoginFailuresQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "login failures"
+        # The sweep of ended windows.
+        indexes = [models.Index(fields=["window_ends"], name="login_failures_window_ends")]
+
+    def __str__(self) -> str:
+        return f"{self.count} until {self.window_ends:%Y-%m-%d %H:%M:%S}"

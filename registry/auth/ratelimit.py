@@ -1,35 +1,44 @@
-"""Failed logins, counted per client address and per username in Django's cache.
+"""Failed logins, counted per client address and per address and account, in a store every
+server process shares (``registry.auth.counters``: the database, or Redis when configured).
 
-After ``CROW_LOGIN_FAILURES`` failures within ``CROW_LOGIN_WINDOW`` (a fixed
-window that starts with the first failure), every login from that address,
-or for that username, is refused with 429 until the window ends, even with
-the right password. Keys are hashed: usernames are client input.
+- ``CROW_LOGIN_FAILURES`` failures for one account from one address within
+  ``CROW_LOGIN_WINDOW`` refuse that account's logins from that address (429
+  with ``Retry-After``) until the window ends, even with the right password;
+- ``CROW_LOGIN_ADDRESS_FAILURES`` failures from one address, whatever the
+  accounts, refuse every login from it: password spraying.
 
-The counters live in the default cache: with the built-in per-process
-memory cache each server process counts on its own, so configure a shared
-cache (Redis, memcached, the database) for one limit across processes.
+Never per account alone: whoever fails logins for someone else's account,
+robot or user, locks out their own address, never the account's owner logging
+in from theirs. A window starts with its key's first failure. Keys are hashed:
+usernames are client input, and so may an address header be.
 """
 
 import hashlib
 
 from django.conf import settings
-from django.core.cache import cache
 
 from registry import errors
+from registry.auth import counters
 from registry.errors import RegistryError
 
 
-def _keys(address: str, username: str) -> list[str]:
-    keys = [f"address:{address}"]
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _limits(address: str, username: str) -> dict[str, int]:
+    """Each counter's key and the failures it allows."""
+    limits = {_key("address", address): settings.CROW_LOGIN_ADDRESS_FAILURES}
     if username:
-        keys.append(f"user:{username}")
-    return ["crow:login-failures:" + hashlib.sha256(key.encode()).hexdigest() for key in keys]
+        limits[_key("account", address, username)] = settings.CROW_LOGIN_FAILURES
+    return limits
 
 
 def check(address: str, username: str) -> None:
-    """Raise TOOMANYREQUESTS if the address or the username failed too often lately."""
-    counts = cache.get_many(_keys(address, username))
-    if any(count >= settings.CROW_LOGIN_FAILURES for count in counts.values()):
+    """Raise TOOMANYREQUESTS if this address, or this account from this address, failed too often lately."""
+    limits = _limits(address, username)
+    counts = counters.chosen().counts(list(limits))
+    if any(counts.get(key, 0) >= limit for key, limit in limits.items()):
         raise RegistryError(
             errors.TOOMANYREQUESTS,
             "too many failed logins, retry later",
@@ -38,10 +47,6 @@ def check(address: str, username: str) -> None:
 
 
 def failed(address: str, username: str) -> None:
-    for key in _keys(address, username):
-        # add() starts the window; incr() is atomic in the cache backends that support it.
-        cache.add(key, 0, timeout=settings.CROW_LOGIN_WINDOW)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add() and incr()
-            cache.add(key, 1, timeout=settings.CROW_LOGIN_WINDOW)
+    store = counters.chosen()
+    for key in _limits(address, username):
+        store.add(key, settings.CROW_LOGIN_WINDOW)

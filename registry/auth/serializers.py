@@ -18,6 +18,15 @@ def _pattern(value: str) -> str:
     return value
 
 
+class NamedField(serializers.SlugRelatedField):
+    """A user or group by name; a name with a NUL byte (which PostgreSQL refuses) names nobody."""
+
+    def to_internal_value(self, data: object) -> object:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().to_internal_value(data)
+
+
 class ActionsField(serializers.MultipleChoiceField):
     """pull, push and delete as a list; stored as the model's three flags."""
 
@@ -54,12 +63,10 @@ class PublicPatternSerializer(serializers.ModelSerializer):
 
 class GrantSerializer(serializers.ModelSerializer):
     pattern = serializers.CharField(max_length=257, validators=[_pattern])
-    user = serializers.SlugRelatedField(
+    user = NamedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True
     )
-    group = serializers.SlugRelatedField(
-        slug_field="name", queryset=Group.objects.all(), required=False, allow_null=True
-    )
+    group = NamedField(slug_field="name", queryset=Group.objects.all(), required=False, allow_null=True)
     actions = ActionsField()
 
     class Meta:

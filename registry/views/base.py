@@ -2,7 +2,10 @@
 
 Routes are built from the reference grammar, so a malformed name, tag,
 digest or upload id matches none of them; ``unmatched`` then names what is
-wrong with the spec's error code instead of a bare 404 page.
+wrong with the spec's error code instead of a bare 404 page. A manifest or
+blob that a reference outside the grammar names cannot exist: reading or
+deleting it is simply unknown (404, as the spec says of what is not found),
+writing to it is invalid (400).
 """
 
 import re
@@ -18,31 +21,38 @@ def version_check(request: HttpRequest) -> HttpResponse:
     return responses.json_body({}, head=request.method == "HEAD")
 
 
-# Each endpoint's shape with permissive parts: (pattern, which parts to check).
+# Each endpoint's shape with permissive parts, by what it addresses.
 _SHAPES = [
-    re.compile(r"^(?P<name>.+)/manifests/(?P<reference>[^/]*)$"),
-    re.compile(r"^(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]*)$"),
-    re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]*)$"),
-    re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]*)$"),
-    re.compile(r"^(?P<name>.+)/tags/list$"),
+    ("manifest", re.compile(r"^(?P<name>.+)/manifests/(?P<reference>[^/]*)$")),
+    ("upload", re.compile(r"^(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]*)$")),
+    ("blob", re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]*)$")),
+    ("referrers", re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]*)$")),
+    ("tags", re.compile(r"^(?P<name>.+)/tags/list$")),
 ]
 
+# Methods that name something to read or delete: an impossible reference names nothing.
+_ADDRESSING = frozenset({"GET", "HEAD", "DELETE"})
 
-def diagnose(path: str) -> RegistryError:
-    for shape in _SHAPES:
+
+def diagnose(path: str, method: str) -> RegistryError:
+    for kind, shape in _SHAPES:
         match = shape.match(path)
         if match is None:
             continue
         parts = match.groupdict()
         if not references.is_name(parts["name"]):
             return RegistryError(errors.NAME_INVALID, detail={"name": parts["name"]})
-        if "reference" in parts:
+        if kind == "manifest" and method in _ADDRESSING:
+            return RegistryError(errors.MANIFEST_UNKNOWN, detail={"reference": parts["reference"]})
+        if kind == "manifest":
             return _bad_reference(parts["reference"])
-        if "digest" in parts:
+        if kind == "blob" and method in _ADDRESSING:
+            return RegistryError(errors.BLOB_UNKNOWN, detail={"digest": parts["digest"]})
+        if kind in ("blob", "referrers"):  # the referrers API "MUST NOT return a 404": a 400 here
             return RegistryError(
                 errors.DIGEST_INVALID, "invalid or unsupported digest", detail={"digest": parts["digest"]}
             )
-        if "upload_id" in parts:
+        if kind == "upload":
             return RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"upload": parts["upload_id"]})
     return RegistryError(errors.UNSUPPORTED, "no such endpoint", status=404)
 
@@ -56,7 +66,7 @@ def _bad_reference(reference: str) -> RegistryError:
 
 
 def _unmatched(request: HttpRequest, path: str) -> HttpResponse:
-    raise diagnose(path)
+    raise diagnose(path, request.method or "")
 
 
 version = endpoint(GET=version_check, HEAD=version_check)

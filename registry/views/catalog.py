@@ -2,6 +2,7 @@
 
 from django.http import HttpRequest, HttpResponse
 
+from registry import errors, references
 from registry.auth import permissions
 from registry.auth.access import identity_of
 from registry.endpoint import endpoint
@@ -9,7 +10,7 @@ from registry.views.paging import page_request, page_response
 
 
 def list_repositories(request: HttpRequest) -> HttpResponse:
-    n, last = page_request(request)
+    n, last = page_request(request, references.is_name, errors.NAME_INVALID)
     names = permissions.pullable(identity_of(request)).order_by("name").values_list("name", flat=True)
     if last:
         names = names.filter(name__gt=last)

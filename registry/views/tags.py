@@ -2,7 +2,7 @@
 
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors
+from registry import errors, references
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
 from registry.models import Repository, Tag
@@ -13,7 +13,7 @@ def list_tags(request: HttpRequest, name: str) -> HttpResponse:
     repository = Repository.objects.filter(name=name).first()
     if repository is None:
         raise RegistryError(errors.NAME_UNKNOWN, detail={"name": name})
-    n, last = page_request(request)
+    n, last = page_request(request, references.is_tag, errors.TAG_INVALID)
     names = Tag.objects.page(repository, n + 1, last)
     return page_response(request, "tags", names, n, extra={"name": name})
 
