@@ -148,6 +148,10 @@ CROW_UPLOAD_LEASE = env.duration("CROW_UPLOAD_LEASE", "5m")
 CROW_PAGE_SIZE = env.integer("CROW_PAGE_SIZE", 1000, minimum=1)
 CROW_MAX_PAGE_SIZE = env.integer("CROW_MAX_PAGE_SIZE", 10000, minimum=1)
 CROW_DELETE_ENABLED = env.boolean("CROW_DELETE_ENABLED", default=True)
+# Manifests whose referenced content the repository lacks (registry.sparse): "indexes" accepts an index
+# with absent child manifests (one platform copied of several), "all" also image manifests with absent
+# config or layers (mirrors, partial copies), "none" refuses both (MANIFEST_BLOB_UNKNOWN).
+CROW_SPARSE_MANIFESTS = env.choice("CROW_SPARSE_MANIFESTS", "indexes", ("indexes", "all", "none"))
 
 # --- Garbage collection (manage.py gc) ----------------------------------------------
 # What was pushed, linked or stored this recently is never collected: it may belong to a push in flight.

@@ -10,9 +10,18 @@ import json
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from registry.models import Blob, Manifest, Repository, RetentionRule, Tag, Upload
+from registry.models import (
+    AbsentReference,
+    Blob,
+    Manifest,
+    Repository,
+    RepositoryBlob,
+    RetentionRule,
+    Tag,
+    Upload,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -99,8 +108,31 @@ class ManifestAdmin(ReadOnlyAdmin):
         "size",
         "subject",
         "created",
+        "absent_references",
         "pretty_content",
     ]
+
+    @admin.display(description="absent references")
+    def absent_references(self, manifest: Manifest) -> str:
+        """What the manifest names that its repository lacked when it was pushed (``registry.sparse``).
+
+        An absent child manifest's row goes when the child is pushed; an absent blob's stays, so whether
+        the blob is in the repository now is looked up.
+        """
+        rows = list(manifest.absent_references.order_by("kind", "digest").values_list("kind", "digest"))
+        if not rows:
+            return "none"
+        arrived = set(
+            RepositoryBlob.objects.filter(
+                repository_id=manifest.repository_id, blob__digest__in=[digest for _, digest in rows]
+            ).values_list("blob__digest", flat=True)
+        )
+
+        def state(kind: str, digest: str) -> str:
+            return "present now" if kind == AbsentReference.BLOB and digest in arrived else "absent"
+
+        items = ((kind, digest, state(kind, digest)) for kind, digest in rows)
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} {}: <strong>{}</strong></li>", items))
 
     @admin.display(description="content")
     def pretty_content(self, manifest: Manifest) -> str:

@@ -42,12 +42,21 @@ from registry.backup_format import (
     METADATA,
     OCI_LAYOUT,
     OCI_LAYOUT_CONTENT,
-    VERSION,
     encode,
     index_document,
+    version_for,
 )
 from registry.backup_layout import CorruptBlob, Layout, LayoutError, open_layout
-from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
+from registry.models import (
+    AbsentReference,
+    Blob,
+    Manifest,
+    ManifestBlob,
+    ManifestChild,
+    Repository,
+    RepositoryBlob,
+    Tag,
+)
 from registry.progress import Phase, Progress
 from registry.storage import StorageError, blob_store
 
@@ -206,6 +215,9 @@ def _read(
     children: dict[int, list[str]] = defaultdict(list)
     for parent_id, child_id in ManifestChild.objects.values_list("parent_id", "child_id"):
         children[parent_id].append(digests[child_id])
+    absent: dict[int, list[dict[str, str]]] = defaultdict(list)
+    for manifest_id, digest, kind in AbsentReference.objects.values_list("manifest_id", "digest", "kind"):
+        absent[manifest_id].append({"digest": digest, "kind": kind})
     for repository_id, name, manifest_id, updated in Tag.objects.values_list(
         "repository_id", "name", "manifest_id", "updated"
     ):
@@ -226,7 +238,8 @@ def _read(
     rows = Manifest.objects.values_list(*fields, "created", "content").iterator(MANIFEST_BATCH)
     with progress.phase("writing manifests", len(digests)) as phase:
         for row in rows:
-            _add_manifest(layout, row, fields, repositories, manifest_blobs, children, report, progress)
+            references = (manifest_blobs, children, absent)
+            _add_manifest(layout, row, fields, repositories, references, report, progress)
             phase.advance()
 
     for repository in repositories.values():
@@ -238,7 +251,7 @@ def _read(
     report.repositories = len(repositories)
     metadata = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": version_for(repositories.values()),
         "created": created,
         "blobs": [],  # filled in once copied: a blob gc deleted meanwhile may be left out
         "repositories": sorted(repositories.values(), key=lambda repository: repository["name"]),
@@ -252,8 +265,7 @@ def _add_manifest(
     row: tuple,
     fields: tuple[str, ...],
     repositories: dict[int, dict[str, Any]],
-    manifest_blobs: dict[int, list[str]],
-    children: dict[int, list[str]],
+    references: tuple[dict[int, list[str]], dict[int, list[str]], dict[int, list[dict[str, str]]]],
     report: BackupReport,
     progress: Progress,
 ) -> None:
@@ -261,8 +273,11 @@ def _add_manifest(
     entry = dict(zip(fields, row[: len(fields)], strict=True))
     manifest_id, repository_id = entry.pop("id"), entry.pop("repository_id")
     entry["created"] = row[-2]
+    manifest_blobs, children, absent = references
     entry["blobs"] = sorted(manifest_blobs[manifest_id])
     entry["children"] = sorted(children[manifest_id])
+    if absent[manifest_id]:
+        entry["absent"] = sorted(absent[manifest_id], key=lambda reference: reference["digest"])
     repositories[repository_id]["manifests"].append(entry)
     digest, content = entry["digest"], bytes(row[-1])
     if layout.blob_size(digest) == len(content):

@@ -30,7 +30,11 @@ starting with ``_``) is still listed and restored; skopeo cannot name it.
         "manifests": [{"digest", "media_type", "artifact_type", "size", "subject",
                        "annotations", "created",
                        "blobs": ["<digest>"],           configs and layers it references
-                       "children": ["<digest>"]}],      manifests it references (an index)
+                       "children": ["<digest>"],        manifests it references (an index)
+                       "absent": [{"digest", "kind"}]}], version 2: what it references that its
+                                                        repository lacked ("blob" or "manifest";
+                                                        registry.sparse), only where there is some
+
         "tags": [{"name", "digest", "updated"}]
       }],
       "users": [{"username", "password" (Django's hash), "email", "first_name", "last_name",
@@ -44,6 +48,9 @@ starting with ``_``) is still listed and restored; skopeo cannot name it.
                   "last_used"}],
       "retention_rules": [{<the rule's fields; foreign keys by name>}]   when the model exists
     }
+
+A backup is written as version 1 when no manifest has absent references, so
+that older readers restore it; version 2 only adds ``absent``.
 
 Times are ISO 8601 with their offset; ``null`` where the registry has none.
 Only the metadata file marks a backup complete: it is written after every
@@ -60,7 +67,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 FORMAT = "crow-backup"
-VERSION = 1
+VERSION = 2
 METADATA = "crow-backup.json"
 INDEX = "index.json"
 OCI_LAYOUT = "oci-layout"
@@ -71,6 +78,12 @@ REF_NAME = "org.opencontainers.image.ref.name"
 
 class FormatError(Exception):
     """The metadata file is not a backup this version can read."""
+
+
+def version_for(repositories: Iterable[dict[str, Any]]) -> int:
+    """The oldest version that carries ``repositories`` whole (see the module's docstring)."""
+    manifests = (manifest for repository in repositories for manifest in repository["manifests"])
+    return VERSION if any(manifest.get("absent") for manifest in manifests) else 1
 
 
 def blob_path(digest: str) -> str:

@@ -10,8 +10,10 @@ One run, under a lock that one run at a time holds, goes through four phases:
    go parents and subjects first, in batches, each re-checked under row locks
    that nothing references it now (``registry.untagged``). A manifest takes its
    own outgoing reference rows with it, never what they reference.
-3. *Blobs*: a blob goes when no manifest in any repository references it and
-   neither it nor any of its links is younger than the grace period. The
+3. *Blobs*: a blob goes when no manifest in any repository references it
+   (an absent reference of a sparse manifest, ``registry.sparse``, counts: the
+   blob arrived after the manifest) and neither it nor any of its links is
+   younger than the grace period. The
    database decides, then storage follows: in one transaction per batch, the
    rows are locked (``SKIP LOCKED``: a blob someone holds is busy, not garbage),
    the conditions re-checked, the links and the rows deleted; the stored
@@ -48,7 +50,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from registry import locks, retention, sweep, untagged
-from registry.models import Blob, ManifestBlob, Repository, RepositoryBlob
+from registry.models import AbsentReference, Blob, ManifestBlob, Repository, RepositoryBlob
 from registry.progress import Progress
 
 BATCH = 500
@@ -219,7 +221,8 @@ def _collect_blobs(
 def _blob_candidates(cutoff: datetime, repository: str | None, doomed: set[int]) -> list[tuple]:
     """(id, digest, size, key) of blobs no manifest references (none but ``doomed`` ones, for a dry run)."""
     blobs = Blob.objects.filter(created__lt=cutoff).filter(
-        ~Exists(RepositoryBlob.objects.filter(blob=OuterRef("pk"), created__gte=cutoff))
+        ~Exists(RepositoryBlob.objects.filter(blob=OuterRef("pk"), created__gte=cutoff)),
+        ~Exists(AbsentReference.objects.blobs().filter(digest=OuterRef("digest"))),
     )
     if repository is not None:
         blobs = blobs.filter(
@@ -256,6 +259,9 @@ def _delete_blobs(ids: list[int], cutoff: datetime) -> list[tuple]:
             busy = set(ManifestBlob.objects.filter(blob_id__in=locked).values_list("blob_id", flat=True))
             recent = RepositoryBlob.objects.filter(blob_id__in=locked, created__gte=cutoff)
             busy |= set(recent.values_list("blob_id", flat=True))
+            absent = AbsentReference.objects.blobs().filter(digest__in=[row[1] for row in locked.values()])
+            named = set(absent.values_list("digest", flat=True))
+            busy |= {blob_id for blob_id, row in locked.items() if row[1] in named}
             garbage = [row for blob_id, row in sorted(locked.items()) if blob_id not in busy]
             doomed = [row[0] for row in garbage]
             RepositoryBlob.objects.filter(blob_id__in=doomed).delete()

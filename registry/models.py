@@ -150,6 +150,38 @@ class ManifestChild(models.Model):
         return f"{self.parent_id} -> manifest {self.child_id}"
 
 
+class AbsentReferenceManager(models.Manager["AbsentReference"]):
+    def blobs(self) -> models.QuerySet["AbsentReference"]:
+        return self.filter(kind=AbsentReference.BLOB)
+
+
+class AbsentReference(models.Model):
+    """Content a manifest references that its repository lacked when it was pushed (``registry.sparse``).
+
+    An absent child manifest becomes a ``ManifestChild`` row when it is pushed
+    (and this row goes); an absent blob stays here, and ``gc`` keeps any blob
+    whose digest a row names.
+    """
+
+    BLOB, MANIFEST = "blob", "manifest"
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="absent_references")
+    digest = models.CharField(max_length=135)
+    kind = models.CharField(max_length=8, choices=[(BLOB, "blob"), (MANIFEST, "manifest")])
+
+    objects = AbsentReferenceManager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["manifest", "digest"], name="unique_absent_reference")]
+        indexes = [
+            # A child manifest's push resolves its parents' rows by digest; gc keeps blobs by digest.
+            models.Index(fields=["digest"], name="absent_reference_digest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.manifest_id} -> absent {self.kind} {self.digest}"
+
+
 class TagManager(models.Manager["Tag"]):
     def page(self, repository: Repository, n: int, last: str | None) -> list[str]:
         names = self.filter(repository=repository).order_by("name").values_list("name", flat=True)

@@ -29,9 +29,18 @@ from typing import Any
 
 from django.db import transaction
 
-from registry import backup_access, locks
+from registry import backup_access, locks, sparse
 from registry.backup_layout import CorruptBlob, Layout, LayoutError, open_layout, verified
-from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Repository, RepositoryBlob, Tag
+from registry.models import (
+    AbsentReference,
+    Blob,
+    Manifest,
+    ManifestBlob,
+    ManifestChild,
+    Repository,
+    RepositoryBlob,
+    Tag,
+)
 from registry.progress import Phase, Progress
 from registry.restore_check import RestoreRefused, read_metadata, verify
 from registry.storage import BlobStore, StorageError, blob_store
@@ -237,6 +246,16 @@ def _load_repository(
         batch_size=BATCH,
         ignore_conflicts=True,
     )
+    AbsentReference.objects.bulk_create(
+        [
+            AbsentReference(manifest_id=manifest_ids[m["digest"]], digest=a["digest"], kind=a["kind"])
+            for m in new
+            for a in m.get("absent", ())  # version 2
+        ],
+        batch_size=BATCH,
+        ignore_conflicts=True,
+    )
+    sparse.resolve_present(repository_id)  # absent children that this installation or backup has
     tags = dict(Tag.objects.filter(repository_id=repository_id).values_list("name", "manifest__digest"))
     new_tags = []
     for tag in repository["tags"]:

@@ -5,7 +5,10 @@ and those younger than the limit (a push in flight uploads an index's
 children before the index); from them, an index keeps its children and a
 subject keeps its referrers (signatures, SBOMs, attestations), transitively.
 distribution's ``--delete-untagged`` once deleted the platform images of
-multi-platform indexes: here a child of a kept index is always kept.
+multi-platform indexes: here a child of a kept index is always kept, and so is
+a child that a kept sparse index named while it was absent (``registry.sparse``:
+its push links it, and the mark also follows the absent references by digest,
+in case the child's push and the index's crossed).
 
 The garbage comes in *levels*: an index (or a subject) is in an earlier level
 than the manifests it lists (or its referrers), so that each level can be
@@ -23,7 +26,7 @@ from datetime import datetime
 
 from django.db import DatabaseError, transaction
 
-from registry.models import Manifest, ManifestBlob, ManifestChild, Tag
+from registry.models import AbsentReference, Manifest, ManifestBlob, ManifestChild, Tag
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,10 @@ def unreachable(
     edges = ManifestChild.objects.filter(parent__repository_id=repository_id).values_list(
         "parent_id", "child_id"
     )
-    for parent, child in edges:
+    by_digest = {row.digest: row.id for row in rows.values()}
+    for parent, child in [*edges, *_absent_children(repository_id, by_digest)]:
         keeps[parent].append(child)
         after[parent].append(child)
-    by_digest = {row.digest: row.id for row in rows.values()}
     for row in rows.values():
         if row.subject in by_digest:
             after[by_digest[row.subject]].append(row.id)
@@ -75,6 +78,14 @@ def unreachable(
     kept = _closure(roots, keeps)
     garbage = {manifest_id for manifest_id in rows if manifest_id not in kept}
     return [[rows[manifest_id] for manifest_id in level] for level in _levels(garbage, after)]
+
+
+def _absent_children(repository_id: int, by_digest: dict[str, int]) -> list[tuple[int, int]]:
+    """(parent, child) for the absent references of the repository's indexes whose child is here now."""
+    absent = AbsentReference.objects.filter(
+        manifest__repository_id=repository_id, kind=AbsentReference.MANIFEST
+    ).values_list("manifest_id", "digest")
+    return [(parent, by_digest[digest]) for parent, digest in absent if digest in by_digest]
 
 
 def _closure(roots: set[int], edges: dict[int, list[int]]) -> set[int]:
@@ -123,7 +134,7 @@ def delete(rows: Sequence[ManifestRow], limit: datetime, delete_referrers: bool)
             locked = list(
                 Manifest.objects.select_for_update(skip_locked=True)
                 .filter(id__in=[row.id for row in rows], created__lt=limit)
-                .values_list("id", "repository_id", "subject")
+                .values_list("id", "repository_id", "subject", "digest")
             )
             busy = set(
                 Tag.objects.filter(manifest_id__in=[m[0] for m in locked]).values_list(
@@ -132,9 +143,10 @@ def delete(rows: Sequence[ManifestRow], limit: datetime, delete_referrers: bool)
             )
             parents = ManifestChild.objects.filter(child_id__in=[m[0] for m in locked])
             busy |= set(parents.values_list("child_id", flat=True))
+            busy |= _named_by_absent_references(locked)
             if not delete_referrers:
                 busy |= _referrers_of_present_subjects(locked)
-            ids = [manifest_id for manifest_id, _, _ in locked if manifest_id not in busy]
+            ids = [manifest_id for manifest_id, _, _, _ in locked if manifest_id not in busy]
             ManifestBlob.objects.filter(manifest_id__in=ids).delete()
             ManifestChild.objects.filter(parent_id__in=ids).delete()
             _, deleted = Manifest.objects.filter(id__in=ids).delete()
@@ -149,8 +161,18 @@ def delete(rows: Sequence[ManifestRow], limit: datetime, delete_referrers: bool)
     return [row for row in rows if row.id in gone]
 
 
-def _referrers_of_present_subjects(manifests: list[tuple[int, int, str]]) -> set[int]:
-    wanted = {(repository_id, subject) for _, repository_id, subject in manifests if subject}
+def _named_by_absent_references(manifests: list[tuple[int, int, str, str]]) -> set[int]:
+    """Those of ``manifests`` that an index of their repository still names as an absent child."""
+    absent = set(
+        AbsentReference.objects.filter(
+            kind=AbsentReference.MANIFEST, digest__in=[digest for _, _, _, digest in manifests]
+        ).values_list("manifest__repository_id", "digest")
+    )
+    return {manifest_id for manifest_id, repository, _, digest in manifests if (repository, digest) in absent}
+
+
+def _referrers_of_present_subjects(manifests: list[tuple[int, int, str, str]]) -> set[int]:
+    wanted = {(repository_id, subject) for _, repository_id, subject, _ in manifests if subject}
     if not wanted:
         return set()
     present = set(
@@ -161,6 +183,6 @@ def _referrers_of_present_subjects(manifests: list[tuple[int, int, str]]) -> set
     )
     return {
         manifest_id
-        for manifest_id, repository_id, subject in manifests
+        for manifest_id, repository_id, subject, _ in manifests
         if (repository_id, subject) in present
     }

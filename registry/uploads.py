@@ -12,13 +12,17 @@ nothing.
 How the SHA-256 is computed depends on the store (``registry.digests``): a
 resumable state in the row for S3; for the filesystem, OpenSSL's as the bytes
 arrive, with the digest so far in the row, or the upload read back once at the
-end when its chunks were spread over processes.
+end when its chunks were spread over processes. A sha512 upload is hashed as
+it arrives when one request brings all of it, else read back: before the
+commit on the filesystem, after it on S3 (the committed object is deleted if
+it does not match).
 
 Starting a session costs one statement (three the first time a repository is
 pushed to), a chunk two, finishing the claim and one transaction (record the
 blob, link it, close the session); ``registry.pushpath`` has them as fixed SQL.
 """
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +37,7 @@ from registry import digests, errors, pushpath, responses
 from registry.bodies import Body, IncompleteBody
 from registry.errors import RegistryError
 from registry.models import Blob, Repository, RepositoryBlob, Upload
-from registry.storage import blob_store
+from registry.storage import StorageError, blob_store
 
 
 def _lease() -> timedelta:
@@ -83,43 +87,49 @@ def append(name: str, upload_id: str, body: Body, start: int | None) -> Upload:
 
 def finish(name: str, upload_id: str, body: Body, start: int | None, digest: str) -> Blob:
     """Take the last chunk, verify ``digest`` and make the bytes a blob of the repository."""
-    _require_sha256(digest)
+    _require_supported(digest)
     with _claimed_by_id(name, upload_id, start) as (upload, claim):
         return _finish_claimed(upload, claim, body, digest)
 
 
 def finish_new(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
     """``finish`` for a session that ``start(claimed=True)`` just opened (a monolithic POST)."""
-    _require_sha256(digest)
+    _require_supported(digest)
     try:
         return _finish_claimed(upload, claim, body, digest)
     finally:
         _release(upload, claim)
 
 
-def _require_sha256(digest: str) -> None:
-    if not digest.startswith("sha256:"):
+def _require_supported(digest: str) -> None:
+    if not digests.supported(digest):
         raise RegistryError(
-            errors.DIGEST_INVALID, "uploads are verified with sha256 only", detail={"digest": digest}
+            errors.DIGEST_INVALID,
+            f"uploads are verified with {' or '.join(sorted(digests.ALGORITHMS))} only",
+            detail={"digest": digest},
         )
 
 
 def _finish_claimed(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
-    hasher = _write(upload, body, claim.id)
-    computed = _digest(upload, claim.id, hasher)
-    if computed != digest:
-        cancel(upload)
-        claim.held = False
-        raise RegistryError(
-            errors.DIGEST_INVALID,
-            detail={"expected": digest, "computed": computed, "size": upload.offset},
-        )
-    blob = _store_blob(upload, digest)
+    hasher = _write(upload, body, claim.id, digests.algorithm_of(digest))
+    computed = _digest(upload, claim.id, hasher, digest)
+    if computed is not None and computed != digest:
+        _refuse_digest(upload, claim, digest, computed)
+    blob = _store_blob(upload, digest, claim if computed is None else None)
     claim.held = False  # the session is gone
     return blob
 
 
-def _store_blob(upload: Upload, digest: str) -> Blob:
+def _refuse_digest(upload: Upload, claim: _Claim, digest: str, computed: str) -> None:
+    cancel(upload)
+    claim.held = False
+    raise RegistryError(
+        errors.DIGEST_INVALID,
+        detail={"expected": digest, "computed": computed, "size": upload.offset},
+    )
+
+
+def _store_blob(upload: Upload, digest: str, unverified: _Claim | None = None) -> Blob:
     """Commit the bytes and record them as a blob of the repository, in one transaction.
 
     If the blob was already stored (a concurrent upload of the same bytes, or
@@ -129,6 +139,8 @@ def _store_blob(upload: Upload, digest: str) -> Blob:
     """
     store = blob_store()
     key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
+    if unverified is not None:
+        _verify_committed(upload, unverified, key, digest)
     with transaction.atomic():
         blob = _record(digest, upload.offset, key)
         pushpath.link_blobs(upload.repository.id, [blob.id])
@@ -136,6 +148,26 @@ def _store_blob(upload: Upload, digest: str) -> Blob:
     if blob.key != key:
         store.delete(key)
     return blob
+
+
+def _verify_committed(upload: Upload, claim: _Claim, key: str, digest: str) -> None:
+    """A digest the store could not compute before the commit (``registry.digests``): the committed
+    bytes, read back; deleted with the session if they do not match, before any row names them."""
+    store = blob_store()
+    try:
+        chunks = _hashed(store.read(key), None, upload, claim.id)  # a long read renews the claim too
+        computed = digests.of_chunks(digests.algorithm_of(digest), chunks)
+    except (StorageError, RegistryError):
+        # The session cannot be committed twice (S3 completed its multipart upload): it goes too.
+        with contextlib.suppress(StorageError):
+            store.delete(key)
+            cancel(upload)
+        pushpath.delete_upload(upload.id)
+        claim.held = False
+        raise
+    if computed != digest:
+        store.delete(key)
+        _refuse_digest(upload, claim, digest, computed)
 
 
 def _record(digest: str, size: int, key: str) -> Blob:
@@ -219,11 +251,13 @@ def _out_of_order(upload: Upload, message: str) -> RegistryError:
     )
 
 
-def _write(upload: Upload, body: Body, claim: uuid.UUID) -> digests.Hasher | None:
-    """Stream the body into storage and its hasher (``registry.digests``), which it returns;
-    on success the instance holds the new state."""
+def _write(
+    upload: Upload, body: Body, claim: uuid.UUID, algorithm: str = digests.FAST
+) -> digests.Hasher | None:
+    """Stream the body into storage and its hasher (``registry.digests``; ``algorithm``: the one a
+    finishing request verifies), which it returns; on success the instance holds the new state."""
     store = blob_store()
-    hasher = digests.hasher_for(upload, store)
+    hasher = digests.hasher_for(upload, store, algorithm)
     if body.empty:
         return hasher
     try:
@@ -238,14 +272,15 @@ def _write(upload: Upload, body: Body, claim: uuid.UUID) -> digests.Hasher | Non
     return hasher
 
 
-def _digest(upload: Upload, claim: uuid.UUID, hasher: digests.Hasher | None) -> str:
+def _digest(upload: Upload, claim: uuid.UUID, hasher: digests.Hasher | None, digest: str) -> str | None:
+    """The upload's digest in ``digest``'s algorithm; None if the store can tell only after the commit."""
     store = blob_store()
 
     def reread() -> Iterator[bytes]:
         chunks = store.read_upload(upload.id.hex, upload.storage_state, upload.offset)
         return _hashed(chunks, None, upload, claim)  # a long read renews the claim too
 
-    return digests.digest(upload, store, hasher, reread)
+    return digests.digest(upload, store, hasher, reread, digests.algorithm_of(digest))
 
 
 def _hashed(

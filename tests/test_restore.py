@@ -110,8 +110,8 @@ def test_it_refuses_a_backup_without_its_metadata_file(backed_up: Path, blob_roo
 
 def test_it_refuses_a_newer_format_version(backed_up: Path, blob_root: Path) -> None:
     data = json.loads((backed_up / "crow-backup.json").read_text())
-    (backed_up / "crow-backup.json").write_text(json.dumps({**data, "version": 2}))
-    assert "has version 2; this CRoW reads version 1" in str(refused(str(backed_up)))
+    (backed_up / "crow-backup.json").write_text(json.dumps({**data, "version": 3}))
+    assert "has version 3; this CRoW reads version 2" in str(refused(str(backed_up)))
     assert_untouched(blob_root)
 
 

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, etags, hotpath, manifests, mediatypes, pushpath, responses
+from registry import errors, etags, hotpath, manifests, mediatypes, pushpath, responses, sparse
 from registry.bodies import Body
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
@@ -94,23 +94,25 @@ def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: 
             raise IntegrityError("the repository was deleted meanwhile")
         blobs = pushpath.linked_blobs(repository_id, parsed.blobs)
         children = pushpath.manifests_in(repository_id, parsed.children)
-        _check_references(parsed, blobs, children)
+        absent = _check_references(parsed, blobs, children)
         manifest_id = pushpath.insert_manifest(repository_id, digest, content, parsed)
         if manifest_id is None:  # it existed, and garbage collection deleted it since the insert
             raise IntegrityError("the manifest was deleted meanwhile")
         blob_ids = [blob.id for blob in blobs]
         pushpath.link_manifest(manifest_id, blob_ids, [child.id for child in children])
+        if absent:
+            sparse.record(manifest_id, absent)
+        sparse.resolve(repository_id, digest, manifest_id)  # indexes pushed before it, if any
         # Linked already; linked again so that a link that gc removed meanwhile is back at commit.
         pushpath.link_blobs(repository_id, blob_ids)
         if tag:
             pushpath.point_tag(repository_id, tag, manifest_id)
 
 
-def _check_references(parsed: ParsedManifest, blobs: list[Linked], children: list[Linked]) -> None:
-    missing = sorted(set(parsed.blobs) - {blob.digest for blob in blobs})
-    missing += sorted(set(parsed.children) - {child.digest for child in children})
-    if missing:
-        raise RegistryError(errors.MANIFEST_BLOB_UNKNOWN, detail={"missing": missing})
+def _check_references(parsed: ParsedManifest, blobs: list[Linked], children: list[Linked]) -> sparse.Absent:
+    """What the manifest may reference without the repository having it (``CROW_SPARSE_MANIFESTS``)."""
+    present_blobs, present_children = {blob.digest for blob in blobs}, {child.digest for child in children}
+    absent = sparse.check(parsed, present_blobs, present_children, settings.CROW_SPARSE_MANIFESTS)
     for blob in blobs:
         if blob.size != parsed.blobs[blob.digest]:
             raise RegistryError(
@@ -118,6 +120,7 @@ def _check_references(parsed: ParsedManifest, blobs: list[Linked], children: lis
                 f"the manifest says {blob.digest} has {parsed.blobs[blob.digest]} bytes, it has {blob.size}",
                 detail={"digest": blob.digest, "size": blob.size},
             )
+    return absent
 
 
 def _check_accept(request: HttpRequest, media_type: str) -> None:
