@@ -22,7 +22,7 @@ import socket
 
 from gunicorn.util import parse_address
 
-from crow import env
+from crow import earlyanswers, env
 
 wsgi_app = "crow.wsgi:application"
 
@@ -88,6 +88,11 @@ def post_fork(server, worker) -> None:
     for listener in worker.sockets:
         if listener.FAMILY in (socket.AF_INET, socket.AF_INET6):
             listener.sock.setsockopt(socket.IPPROTO_TCP, option, NOTSENT_LOWAT)
+
+
+def pre_request(worker, req) -> None:
+    """Let ``crow.earlyanswers`` close a connection whose request body it could not read to the end."""
+    earlyanswers.serving(req)
 
 
 def when_ready(server) -> None:
