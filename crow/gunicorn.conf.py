@@ -9,7 +9,9 @@ spreads new connections over the workers. On one shared socket, the worker
 that woke first could accept every connection of a burst and keep them (HTTP
 keep-alive): measured with 16 keep-alive clients, 4 runs in 8 put all of them
 on one worker, which then served ~1,000 requests/s on one core while the
-other two idled (2,000-2,600 otherwise).
+other two idled (2,000-2,600 otherwise). The arbiter holds those sockets, one per
+worker slot, so that a worker that dies leaves the connections queued on its
+socket to its replacement instead of resetting them (``crow.listeners``).
 
 A connection queues at most ``NOTSENT_LOWAT`` bytes not yet sent
 (``TCP_NOTSENT_LOWAT``): a blob download's ``sendfile`` then feeds the
@@ -22,12 +24,14 @@ import socket
 
 from gunicorn.util import parse_address
 
-from crow import env
+from crow import earlyanswers, env
+from crow.listeners import SLOTS
 
 wsgi_app = "crow.wsgi:application"
 
 bind = [env.string("CROW_BIND", "") or f"127.0.0.1:{env.integer('PORT', 5000, minimum=1)}"]
-reuse_port = True  # on TCP only: see on_starting
+# gunicorn's own socket per worker dies with its worker: CRoW's arbiter holds them (on TCP, see on_starting).
+reuse_port = False
 worker_class = "gthread"
 workers = env.integer("CROW_WORKERS", 3, minimum=1)
 threads = env.integer("CROW_THREADS", 4, minimum=1)
@@ -53,20 +57,18 @@ NOTSENT_LOWAT = 16 * 1024
 
 
 def on_starting(server) -> None:
-    """Keep one shared socket for a Unix-socket or inherited bind; refuse a taken TCP address.
+    """A socket per worker slot on TCP, after refusing a taken address; one shared socket otherwise.
 
     A Unix socket has one path, which each worker's bind would take from the
-    others. And with ``reuse_port`` the workers' binds would share a TCP port
+    others. And with ``SO_REUSEPORT`` the slots' binds would share a TCP port
     with any process that set the flag too: a second ``make run`` would serve
     half of the first one's connections instead of failing as a plain bind does.
-    Runs before any socket exists, on the effective settings (``--bind`` on the
-    command line overrides ``CROW_BIND``).
+    Runs before gunicorn binds anything, on the effective settings (``--bind`` on
+    the command line overrides ``CROW_BIND``).
     """
     # gunicorn's own reading of a bind: (host, port) for TCP, a path or a file descriptor otherwise.
     addresses = {address: parse_address(address) for address in server.cfg.bind}
     if not all(isinstance(parsed, tuple) for parsed in addresses.values()):
-        server.cfg.set("reuse_port", False)
-    if not server.cfg.reuse_port:
         return
     for address, (host, port) in addresses.items():
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -78,10 +80,16 @@ def on_starting(server) -> None:
                 probe.bind((host, port))
             except OSError as exc:
                 raise SystemExit(f"cannot listen at {address}: {exc.strerror}") from None
+    SLOTS.open(server)
+
+
+def pre_fork(server, worker) -> None:
+    SLOTS.assign(server, worker)
 
 
 def post_fork(server, worker) -> None:
-    """Set ``TCP_NOTSENT_LOWAT`` on the worker's TCP listeners: accepted connections inherit it."""
+    """The worker's slot; ``TCP_NOTSENT_LOWAT`` on its TCP listeners (accepted connections inherit it)."""
+    SLOTS.take(worker)
     option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
     if option is None:  # not on this platform
         return
@@ -90,6 +98,15 @@ def post_fork(server, worker) -> None:
             listener.sock.setsockopt(socket.IPPROTO_TCP, option, NOTSENT_LOWAT)
 
 
+def child_exit(server, worker) -> None:
+    SLOTS.release(server, worker)
+
+
+def pre_request(worker, req) -> None:
+    """Let ``crow.earlyanswers`` close a connection whose request body it could not read to the end."""
+    earlyanswers.serving(req)
+
+
 def when_ready(server) -> None:
-    if server.cfg.reuse_port:
+    if SLOTS.enabled:
         server.log.info("Listening at %s (a socket in each worker)", ", ".join(server.cfg.bind))

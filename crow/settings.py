@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "registry",
     "registry.auth",
+    "crow",  # bounded waits on the database (crow.apps)
 ]
 
 MIDDLEWARE = [
@@ -42,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "crow.outages.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "crow.urls"
@@ -92,6 +94,25 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.b
     # registry.hotpath and the ORM's repeated queries on every request.
     # CROW_DB_PREPARE=0 behind a pooler that cannot keep prepared statements.
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+# Seconds to wait for PostgreSQL to accept a connection, and for any one call to it (0: no bound).
+CROW_DB_CONNECT_TIMEOUT = env.duration("CROW_DB_CONNECT_TIMEOUT", "5s")
+CROW_DB_QUERY_TIMEOUT = env.duration("CROW_DB_QUERY_TIMEOUT", "10s")
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The server ends a query or a lock wait past the bound; libpq gives up on a connection attempt,
+    # and on a peer that stops acknowledging what it is sent (tcp_user_timeout) or goes silent while
+    # idle (keepalives). A peer that acknowledges and never answers is crow.deadlines' watchdog's.
+    # Options given in DATABASE_URL (?connect_timeout=...) win.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    if CROW_DB_CONNECT_TIMEOUT:
+        _options.setdefault("connect_timeout", CROW_DB_CONNECT_TIMEOUT)
+    if CROW_DB_QUERY_TIMEOUT:
+        _bound = f"-c statement_timeout={CROW_DB_QUERY_TIMEOUT}s -c lock_timeout={CROW_DB_QUERY_TIMEOUT}s"
+        _options["options"] = f"{_bound} {_options.get('options', '')}".strip()
+        _options.setdefault("tcp_user_timeout", CROW_DB_QUERY_TIMEOUT * 1000)
+        _options.setdefault("keepalives", 1)
+        _options.setdefault("keepalives_idle", 30)
+        _options.setdefault("keepalives_interval", 5)
+        _options.setdefault("keepalives_count", 3)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -63,7 +63,7 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
             # The database went away, restarted, or gave up on a lock: a retry redoes what did not
             # commit (every write is one statement or one transaction).
             log.warning("database failed on %s %s: %s", request.method, request.path, exc)
-            response = _unavailable(request, "the registry's database is unavailable, retry later")
+            response = _unavailable(request, errors.DATABASE_UNAVAILABLE)
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             response = responses.error(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
@@ -80,8 +80,7 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
 
 
 def _unavailable(request: HttpRequest, message: str) -> HttpResponse:
-    error = RegistryError(errors.UNKNOWN, message, status=503, headers={"Retry-After": "5"})
-    return responses.error(error, head=request.method == "HEAD")
+    return responses.error(errors.unavailable(message), head=request.method == "HEAD")
 
 
 def _action(method: str, kwargs: dict[str, str]) -> str:

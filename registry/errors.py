@@ -91,3 +91,13 @@ class RegistryError(Exception):
         if self.detail is not None:
             entry["detail"] = self.detail
         return {"errors": [entry]}
+
+
+# Seconds a client is asked to wait before retrying after a 503.
+RETRY_AFTER = 5
+DATABASE_UNAVAILABLE = "the registry's database is unavailable, retry later"
+
+
+def unavailable(message: str) -> RegistryError:
+    """A passing outage of something the registry depends on: 503, and when to try again."""
+    return RegistryError(UNKNOWN, message, status=503, headers={"Retry-After": str(RETRY_AFTER)})

@@ -1,6 +1,10 @@
 """``crow/gunicorn.conf.py``: a socket per worker, and no silent sharing of an address."""
 
+import http.client
 import importlib.util
+import os
+import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -56,6 +60,54 @@ def test_a_unix_socket_is_one_socket_that_every_worker_serves(tmp_path: Path, bl
     assert statuses == ["200"] * 20, log.read_text()
     workers = {line.split("pid: ")[1] for line in log.read_text().splitlines() if "Booting worker" in line}
     assert len(workers) == 2
+
+
+def test_connections_queued_for_a_worker_that_dies_are_served_by_its_replacement(
+    tmp_path: Path, blob_root: Path
+) -> None:
+    # The kernel queues a connection on one worker's socket until the worker accepts it. A worker
+    # stopped, then killed, leaves its queue behind: the arbiter keeps the socket for the next worker.
+    env = open_environment(tmp_path, blob_root, CROW_WORKERS="2")
+    log = tmp_path / "server.log"
+    with running(env, log):
+        arbiter = int(re.search(r"Listening at: .*?\((\d+)\)", log.read_text()).group(1))
+        workers = _children(arbiter)
+        assert len(workers) == 2, log.read_text()
+        victim = workers[0]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            host, port = env["CROW_BIND"].split(":")
+            # About half land on the stopped worker's socket and wait there, accepted by the kernel only.
+            clients = [socket.create_connection((host, int(port)), timeout=TIMEOUT) for _ in range(64)]
+        finally:
+            os.kill(victim, signal.SIGKILL)
+        statuses = [_get(client, host, "/v2/") for client in clients]
+    assert statuses == [200] * len(clients), log.read_text()
+
+
+def _children(pid: int) -> list[int]:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        if len(children) >= 2:
+            return children
+        time.sleep(0.1)
+    return children
+
+
+def _get(client: socket.socket, host: str, path: str) -> int | str:
+    """The status of a GET sent on an open connection, or the error that the client saw instead."""
+    connection = http.client.HTTPConnection(host, timeout=TIMEOUT)
+    connection.sock = client
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except OSError as exc:  # what a connection queued on a dead worker's socket saw: a reset
+        return repr(exc)
+    finally:
+        connection.close()
 
 
 def _answers(path: Path) -> bool:

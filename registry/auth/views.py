@@ -8,7 +8,10 @@ challenge; without credentials the token holds what anonymous clients may do.
 and use it again, which every client supports).
 """
 
+import logging
+
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -18,6 +21,8 @@ from registry.auth import credentials, identity, scopes, tokens
 from registry.auth.credentials import BadCredentials
 from registry.auth.identity import Identity
 from registry.errors import RegistryError
+
+log = logging.getLogger(__name__)
 
 # What the token service answers a client whose credentials are wrong.
 BASIC_CHALLENGE = 'Basic realm="crow"'
@@ -36,6 +41,10 @@ def token(request: HttpRequest) -> HttpResponse:
         return responses.error(error)
     except RegistryError as error:
         return responses.error(error)
+    except (OperationalError, InterfaceError) as exc:
+        # Clients retry a 503 with Retry-After; a 500 page tells them the registry is broken.
+        log.warning("database failed on %s /token: %s", request.method, exc)
+        return responses.error(errors.unavailable(errors.DATABASE_UNAVAILABLE))
     response = JsonResponse(
         {
             "token": issued.token,
