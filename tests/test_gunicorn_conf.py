@@ -62,6 +62,7 @@ def test_a_unix_socket_is_one_socket_that_every_worker_serves(tmp_path: Path, bl
     assert len(workers) == 2
 
 
+@pytest.mark.realserver
 def test_connections_queued_for_a_worker_that_dies_are_served_by_its_replacement(
     tmp_path: Path, blob_root: Path
 ) -> None:
