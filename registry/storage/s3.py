@@ -61,13 +61,10 @@ storage sweep deletes what no session and no blob row names).
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any
 from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.storage.base import (
     SOLE_WRITER,
@@ -79,6 +76,10 @@ from registry.storage.base import (
     Stream,
     WriteClaim,
 )
+from registry.storage.s3_errors import body_chunks, boto_errors
+from registry.storage.s3_errors import storage_errors as _storage_errors
+
+__all__ = ["S3Store", "boto_errors"]  # boto_errors: registry.backup_s3 imports it from here
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ class S3Store(BlobStore):
             body = self.client.get_object(
                 Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
             )["Body"]
-        return Stream(_chunks(body, STREAM_CHUNK, f"read blob {digest}"), length)
+        return Stream(body_chunks(body, STREAM_CHUNK, f"read blob {digest}"), length)
 
     def url(self, key: str) -> str:
         """Where a client downloads ``key``: the public host, or a presigned GET."""
@@ -340,7 +341,7 @@ class S3Store(BlobStore):
     def read(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         with _storage_errors(f"read {key}"):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        yield from _chunks(body, chunk_size, f"read {key}")
+        yield from body_chunks(body, chunk_size, f"read {key}")
 
     def delete(self, key: str) -> None:
         with _storage_errors(f"delete {key}"):
@@ -433,37 +434,3 @@ class S3Store(BlobStore):
             for item in listing.get("Contents", []):
                 if which(item["Key"]):
                     self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
-
-
-_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
-
-
-@contextmanager
-def boto_errors(failure: Callable[[str, bool], Exception], *, missing_ok: bool = False) -> Iterator[None]:
-    """Raise boto3's failures as ``failure(message, answered)`` makes them (``answered`` is False when
-    the endpoint could not be reached); with ``missing_ok``, a missing object is no error."""
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        if missing_ok and code in _MISSING:
-            return
-        raise failure(f"{code} {error.get('Message', '')}".strip(), True) from exc
-    except BotoCoreError as exc:
-        raise failure(str(exc), False) from exc
-
-
-def _storage_errors(action: str, *, missing_ok: bool = False) -> AbstractContextManager[None]:
-    """Turn boto3's failures into ``StorageError``; with ``missing_ok``, a missing object is no error."""
-    return boto_errors(
-        lambda message, _: StorageError(f"storage could not {action}: {message}"), missing_ok=missing_ok
-    )
-
-
-def _chunks(body: Any, chunk_size: int, action: str) -> Iterator[bytes]:
-    try:
-        with _storage_errors(action):
-            yield from body.iter_chunks(chunk_size)
-    finally:
-        body.close()
