@@ -35,10 +35,11 @@ can only write a key no saved state points at (its failed request deletes it:
 writes a blob key, and a small blob's key names the committing claim too, so
 two commits can never write over each other. Multipart parts need no fence:
 completion lists the ETags of the saved state, so a stale request that
-uploads a part number again makes completion fail with ``InvalidPart`` (the
-push fails and is retried from a new session), never corrupts the blob; and a
-multipart upload completes once, so a second commit fails with
-``NoSuchUpload``.
+uploads a part number again makes completion fail with ``InvalidPart`` (that
+upload's PUT then fails, 503, until the client starts the blob over in a new
+session), never corrupts the blob; and a multipart upload completes once, so
+a second commit fails with ``NoSuchUpload``. Every part stays exactly
+``part_size`` whoever wrote it, so the upload stays R2-legal.
 
 *Commit copies little.* The multipart upload is created (lazily, at the first
 full part) at the blob's own key, so commit uploads the tail as the last part
@@ -55,8 +56,10 @@ tail, copy it, delete it).
 *Orphans.* A multipart upload created by a write whose state was never saved is
 found by listing the multipart uploads at the blob key: the next write reuses
 it, ``abort`` aborts it. Tails are swept by prefix at abort and after a
-multipart commit; what an unsaved write left beside a small blob is gc's (its
-storage sweep deletes what no session and no blob row names).
+multipart commit; a small blob's commit deletes, by key, its tail and those of
+earlier saved states (``superseded``); what an unsaved write left beside a
+small blob is gc's (its storage sweep deletes what no session and no blob row
+names).
 """
 
 import logging
