@@ -164,7 +164,7 @@ CROW_CHUNK_MIN_LENGTH = env.integer("CROW_CHUNK_MIN_LENGTH", 0, minimum=0)
 # Bytes read from a request body at a time while streaming a blob.
 CROW_STREAM_BUFFER = env.integer("CROW_STREAM_BUFFER", 1024 * 1024, minimum=4096)
 # An upload request that stops sending for this long loses its claim on the session.
-CROW_UPLOAD_LEASE = env.duration("CROW_UPLOAD_LEASE", "5m")
+CROW_UPLOAD_LEASE = env.duration("CROW_UPLOAD_LEASE", "15s")
 # Tag list and catalog pages: the size of a page when the client gives no n, and the largest.
 CROW_PAGE_SIZE = env.integer("CROW_PAGE_SIZE", 1000, minimum=1)
 CROW_MAX_PAGE_SIZE = env.integer("CROW_MAX_PAGE_SIZE", 10000, minimum=1)

@@ -4,7 +4,8 @@
 operation by method (405 ``UNSUPPORTED`` otherwise), asks
 ``registry.auth.access.authorize`` whether the caller may do it, renders every
 ``RegistryError`` as the spec's JSON envelope, turns storage and database
-outages into a retryable 503, and sets the API version and ``nosniff`` headers on every answer.
+outages into a retryable 503 (a full store into 507, no retry), and sets the
+API version and ``nosniff`` headers on every answer.
 """
 
 import logging
@@ -19,7 +20,7 @@ from registry.auth.access import authorize
 from registry.auth.models import DELETE, PULL, PUSH
 from registry.errors import RegistryError
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
-from registry.storage import StorageError
+from registry.storage import StorageError, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
             authorize(request, kwargs.get("name"), _action(request.method or "", kwargs))
             response = operation(request, **kwargs)
         except RegistryError as error:
+            response = responses.error(error, head=request.method == "HEAD")
+        except StorageFull as exc:
+            # Not "retry later": nothing changes until an operator frees space. The failed write left
+            # nothing behind (registry.uploads), so the space it took is free again already.
+            log.error("blob storage at %s is full on %s %s: %s", exc.where, request.method, request.path, exc)
+            error = RegistryError(errors.UNKNOWN, "the registry's blob storage is full", status=507)
             response = responses.error(error, head=request.method == "HEAD")
         except StorageError as exc:
             log.warning("storage failed on %s %s: %s", request.method, request.path, exc)

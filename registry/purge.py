@@ -20,7 +20,7 @@ from django.utils import timezone
 from registry import uploads
 from registry.errors import RegistryError
 from registry.models import Upload
-from registry.storage import StorageError
+from registry.storage import StorageError, blob_store
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,12 @@ def purge_uploads(
     for upload in abandoned(older_than):
         if progress:
             progress(upload)
+        try:
+            # What the store holds for it, not its saved offset: a write that died left more, or less.
+            size = blob_store().stored_size(upload.id.hex, upload.storage_state)
+        except StorageError as exc:
+            log.warning("could not measure upload %s: %s", upload.id.hex, exc)
+            size = 0
         if not dry_run:
             try:
                 uploads.cancel_claimed(upload)
@@ -66,6 +72,6 @@ def purge_uploads(
                 report.failed.append(upload.id.hex)
                 continue
         report.uploads += 1
-        report.bytes += upload.offset
+        report.bytes += size
     report.seconds = time.monotonic() - started
     return report

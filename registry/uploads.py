@@ -9,6 +9,15 @@ the client exactly once; a chunk that does not start at the stored offset is
 refused with 416 whatever the client claims; a body that breaks off commits
 nothing.
 
+A claim is a lease (``CROW_UPLOAD_LEASE``, seconds), renewed every third of it
+while bytes flow, so a writer that died frees its upload within seconds and a
+slow but steady one keeps it. A request that loses its claim (it stalled past
+the lease and another took over, or the upload was committed or cancelled) is
+fenced by the store: no byte it still holds reaches the upload or the blob
+(``registry.storage.upload_files``; S3: every object it writes is its own).
+A write that fails is cut back to the saved offset before its claim is
+released, and a monolithic upload that fails leaves no session behind.
+
 How the SHA-256 is computed depends on the store (``registry.digests``): a
 resumable state in the row for S3; for the filesystem, OpenSSL's as the bytes
 arrive, with the digest so far in the row, or the upload read back once at the
@@ -23,8 +32,10 @@ blob, link it, close the session); ``registry.pushpath`` has them as fixed SQL.
 """
 
 import contextlib
+import logging
+import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,7 +48,10 @@ from registry import digests, errors, pushpath, responses
 from registry.bodies import Body, IncompleteBody
 from registry.errors import RegistryError
 from registry.models import Blob, Repository, RepositoryBlob, Upload
-from registry.storage import StorageError, blob_store
+from registry.storage import Fenced, StorageError, WriteClaim, blob_store
+
+log = logging.getLogger(__name__)
+TAKEN_OVER = "the upload was taken over or cancelled"
 
 
 def _lease() -> timedelta:
@@ -49,6 +63,11 @@ class _Claim:
     id: uuid.UUID
     # False once the session row was released or deleted: nothing is left to release.
     held: bool = True
+    # The offset the session had when it was claimed: a failed write is cut back to it.
+    saved_offset: int = 0
+
+    def for_store(self, upload: Upload) -> WriteClaim:
+        return WriteClaim(self.id.hex, lambda: _confirm(upload, self.id))
 
 
 def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
@@ -60,12 +79,17 @@ def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
     if claimed:
         claim = _Claim(uuid.uuid4())
         upload.claim, upload.claimed_until = claim.id, timezone.now() + _lease()
-    for _ in range(3):  # the repository can vanish in between only if an operator deleted it
-        repository_id = pushpath.insert_upload(upload, name)
-        if repository_id is not None:
-            upload.repository = Repository(id=repository_id, name=name)
-            return upload, claim
-        pushpath.create_repository(name)
+    try:
+        for _ in range(3):  # the repository can vanish in between only if an operator deleted it
+            repository_id = pushpath.insert_upload(upload, name)
+            if repository_id is not None:
+                upload.repository = Repository(id=repository_id, name=name)
+                return upload, claim
+            pushpath.create_repository(name)
+    except BaseException:
+        _quietly(blob_store().abort, upload.id.hex, upload.storage_state)
+        raise
+    blob_store().abort(upload.id.hex, upload.storage_state)
     raise RuntimeError(f"repository {name} was deleted three times while an upload started in it")
 
 
@@ -79,7 +103,7 @@ def find(name: str, upload_id: str) -> Upload:
 def append(name: str, upload_id: str, body: Body, start: int | None) -> Upload:
     """Add a chunk (``start`` from ``Content-Range``, or None for a streamed PATCH)."""
     with _claimed_by_id(name, upload_id, start) as (upload, claim):
-        hasher = _write(upload, body, claim.id)
+        hasher = _write(upload, body, claim)
         _save(upload, claim)
         digests.saved(upload, blob_store(), hasher)
     return upload
@@ -93,12 +117,17 @@ def finish(name: str, upload_id: str, body: Body, start: int | None, digest: str
 
 
 def finish_new(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
-    """``finish`` for a session that ``start(claimed=True)`` just opened (a monolithic POST)."""
-    _require_supported(digest)
+    """``finish`` for a session that ``start(claimed=True)`` just opened (a monolithic POST); if it
+    fails in any way, the session and its bytes go: no client will resume an upload it never saw."""
     try:
-        return _finish_claimed(upload, claim, body, digest)
-    finally:
-        _release(upload, claim)
+        _require_supported(digest)
+        with _fenced():
+            return _finish_claimed(upload, claim, body, digest)
+    except BaseException:
+        if claim.held:
+            claim.held = False
+            _quietly(cancel, upload)
+        raise
 
 
 def _require_supported(digest: str) -> None:
@@ -111,16 +140,17 @@ def _require_supported(digest: str) -> None:
 
 
 def _finish_claimed(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
-    hasher = _write(upload, body, claim.id, digests.algorithm_of(digest))
-    computed = _digest(upload, claim.id, hasher, digest)
+    hasher = _write(upload, body, claim, digests.algorithm_of(digest))
+    computed = _digest(upload, claim, hasher, digest)
     if computed is not None and computed != digest:
         _refuse_digest(upload, claim, digest, computed)
-    blob = _store_blob(upload, digest, claim if computed is None else None)
+    blob = _store_blob(upload, digest, claim, verify_after_commit=computed is None)
     claim.held = False  # the session is gone
     return blob
 
 
 def _refuse_digest(upload: Upload, claim: _Claim, digest: str, computed: str) -> None:
+    _confirm(upload, claim.id)  # a request that lost its claim cancels nothing
     cancel(upload)
     claim.held = False
     raise RegistryError(
@@ -129,7 +159,7 @@ def _refuse_digest(upload: Upload, claim: _Claim, digest: str, computed: str) ->
     )
 
 
-def _store_blob(upload: Upload, digest: str, unverified: _Claim | None = None) -> Blob:
+def _store_blob(upload: Upload, digest: str, claim: _Claim, verify_after_commit: bool = False) -> Blob:
     """Commit the bytes and record them as a blob of the repository, in one transaction.
 
     If the blob was already stored (a concurrent upload of the same bytes, or
@@ -138,9 +168,9 @@ def _store_blob(upload: Upload, digest: str, unverified: _Claim | None = None) -
     between, and this upload's copy goes.
     """
     store = blob_store()
-    key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset)
-    if unverified is not None:
-        _verify_committed(upload, unverified, key, digest)
+    key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset, claim.for_store(upload))
+    if verify_after_commit:
+        _verify_committed(upload, claim, key, digest)
     with transaction.atomic():
         blob = _record(digest, upload.offset, key)
         pushpath.link_blobs(upload.repository.id, [blob.id])
@@ -157,7 +187,7 @@ def _verify_committed(upload: Upload, claim: _Claim, key: str, digest: str) -> N
     try:
         chunks = _hashed(store.read(key), None, upload, claim.id)  # a long read renews the claim too
         computed = digests.of_chunks(digests.algorithm_of(digest), chunks)
-    except (StorageError, RegistryError):
+    except (StorageError, RegistryError, Fenced):
         # The session cannot be committed twice (S3 completed its multipart upload): it goes too.
         with contextlib.suppress(StorageError):
             store.delete(key)
@@ -180,6 +210,7 @@ def _record(digest: str, size: int, key: str) -> Blob:
 
 
 def cancel(upload: Upload) -> None:
+    """Free the upload's storage at once (fencing any request still writing to it) and forget it."""
     blob_store().abort(upload.id.hex, upload.storage_state)
     pushpath.delete_upload(upload.id)
 
@@ -217,10 +248,34 @@ def _claimed_by_id(name: str, upload_id: str, start: int | None) -> Iterator[tup
     upload = pushpath.claim_upload(name, uuid.UUID(upload_id), start, claim.id, now, now + _lease())
     if upload is None:
         raise _refusal(name, upload_id, start)
+    claim.saved_offset = upload.offset
     try:
-        yield upload, claim
+        with _fenced():
+            yield upload, claim
+    except BaseException:
+        if claim.held:  # cut back what this request wrote, before another may claim the upload
+            _quietly(blob_store().rollback, upload.id.hex, claim.saved_offset, claim.for_store(upload))
+        raise
     finally:
         _release(upload, claim)
+
+
+@contextmanager
+def _fenced() -> Iterator[None]:
+    """The store's ``Fenced`` as the client sees it."""
+    try:
+        yield
+    except Fenced as exc:
+        raise RegistryError(errors.BLOB_UPLOAD_INVALID, TAKEN_OVER, status=416) from exc
+
+
+def _quietly(cleanup: Callable[..., object], *args: object) -> None:
+    """Clean up after a failure, which is what the client hears about; a cleanup that fails is logged
+    (gc's sweep and ``purge_uploads`` take what it left)."""
+    try:
+        cleanup(*args)
+    except Exception:
+        log.warning("could not clean up after a failed upload: %s%r", cleanup.__name__, args, exc_info=True)
 
 
 def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
@@ -228,7 +283,11 @@ def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
     current = find(name, upload_id)  # raises BLOB_UPLOAD_UNKNOWN if there is no such session
     if start is not None and start != current.offset:
         return _out_of_order(current, f"chunk starts at {start} but the upload has {current.offset} bytes")
-    return _out_of_order(current, "another request is writing to this upload")
+    busy = _out_of_order(current, "another request is writing to this upload")
+    if current.claimed_until is not None:
+        left = (current.claimed_until - timezone.now()).total_seconds()
+        busy.headers["Retry-After"] = str(max(1, math.ceil(left)))  # when its claim expires, unless renewed
+    return busy
 
 
 def _release(upload: Upload, claim: _Claim) -> None:
@@ -251,9 +310,7 @@ def _out_of_order(upload: Upload, message: str) -> RegistryError:
     )
 
 
-def _write(
-    upload: Upload, body: Body, claim: uuid.UUID, algorithm: str = digests.FAST
-) -> digests.Hasher | None:
+def _write(upload: Upload, body: Body, claim: _Claim, algorithm: str = digests.FAST) -> digests.Hasher | None:
     """Stream the body into storage and its hasher (``registry.digests``; ``algorithm``: the one a
     finishing request verifies), which it returns; on success the instance holds the new state."""
     store = blob_store()
@@ -262,7 +319,11 @@ def _write(
         return hasher
     try:
         state = store.write(
-            upload.id.hex, upload.storage_state, upload.offset, _hashed(body.chunks(), hasher, upload, claim)
+            upload.id.hex,
+            upload.storage_state,
+            upload.offset,
+            _hashed(body.chunks(), hasher, upload, claim.id),
+            claim.for_store(upload),
         )
     except IncompleteBody as exc:
         raise RegistryError(errors.SIZE_INVALID, str(exc)) from exc
@@ -272,13 +333,15 @@ def _write(
     return hasher
 
 
-def _digest(upload: Upload, claim: uuid.UUID, hasher: digests.Hasher | None, digest: str) -> str | None:
+def _digest(upload: Upload, claim: _Claim, hasher: digests.Hasher | None, digest: str) -> str | None:
     """The upload's digest in ``digest``'s algorithm; None if the store can tell only after the commit."""
     store = blob_store()
 
     def reread() -> Iterator[bytes]:
-        chunks = store.read_upload(upload.id.hex, upload.storage_state, upload.offset)
-        return _hashed(chunks, None, upload, claim)  # a long read renews the claim too
+        chunks = store.read_upload(
+            upload.id.hex, upload.storage_state, upload.offset, claim.for_store(upload)
+        )
+        return _hashed(chunks, None, upload, claim.id)  # a long read renews the claim too
 
     return digests.digest(upload, store, hasher, reread, digests.algorithm_of(digest))
 
@@ -301,11 +364,16 @@ def _hashed(
 
 def _renew(upload: Upload, claim: uuid.UUID, now) -> None:
     if not Upload.objects.filter(pk=upload.pk, claim=claim).update(claimed_until=now + _lease()):
-        raise RegistryError(errors.BLOB_UPLOAD_INVALID, "the upload was taken over or cancelled", status=416)
+        raise Fenced(TAKEN_OVER)
+
+
+def _confirm(upload: Upload, claim: uuid.UUID) -> None:
+    """Raise ``Fenced`` unless ``claim`` still holds the upload (and hold it a lease longer)."""
+    _renew(upload, claim, timezone.now())
 
 
 def _save(upload: Upload, claim: _Claim) -> None:
     """Store the new state and release the claim, in one UPDATE."""
     if not pushpath.save_upload(upload, claim.id):
-        raise RegistryError(errors.BLOB_UPLOAD_INVALID, "the upload was taken over or cancelled", status=416)
+        raise Fenced(TAKEN_OVER)
     claim.held = False

@@ -34,6 +34,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("storage_backend", ["filesystem", "s3"], indirect=True)
 
 
+@pytest.fixture(autouse=True)
+def _all_backends(request: pytest.FixtureRequest) -> None:
+    """Set up ``storage_backend`` for an ``all_backends`` test that does not name it: a name
+    ``pytest_generate_tests`` adds is parametrized but not in the test's fixture closure, so it
+    would never be set up and the ``s3`` run would use the filesystem."""
+    if request.node.get_closest_marker("all_backends"):
+        request.getfixturevalue("storage_backend")
+
+
 @pytest.fixture
 def storage_backend(request: pytest.FixtureRequest) -> str:
     """The blob store a parametrised test runs on; S3 means a fresh bucket on moto's server.

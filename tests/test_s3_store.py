@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from registry.storage import Redirect, StorageError, Stream, blob_store
+from registry.storage import Redirect, StorageError, Stream, WriteClaim, blob_store
 from registry.storage import s3 as s3_module
 from registry.storage.s3 import MIN_PART_SIZE, S3Store
 from tests.s3server import S3Server
@@ -201,13 +201,51 @@ def test_it_sends_checksums_only_when_required(s3_store: S3Store) -> None:
     assert not {name for name in sent if "checksum" in name or name == "content-md5"}
 
 
-def test_it_commits_only_the_saved_bytes_of_a_small_blob(s3_store: S3Store) -> None:
-    saved = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"saved"])
-    s3_store.write("u1", saved, 5, [b" but never recorded"])
+def claim(name: str) -> WriteClaim:
+    return WriteClaim(name)
 
-    key = s3_store.commit("u1", saved, "sha256:x", 5)
+
+def test_it_commits_only_the_saved_bytes_of_a_small_blob(s3_store: S3Store) -> None:
+    saved = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"saved"], claim("a"))
+    s3_store.write("u1", saved, 5, [b" but never recorded"], claim("b"))
+
+    key = s3_store.commit("u1", saved, "sha256:x", 5, claim("c"))
 
     assert read_all(s3_store, key) == b"saved"
+
+
+def test_a_stale_writer_cannot_reach_the_saved_tail_or_the_blob(
+    s3_server: S3Server, s3_bucket: str, s3_store: S3Store
+) -> None:
+    # A (stale) and B both start from the same saved state; B's state is saved, A's write lands
+    # late, B commits. Nothing A wrote is named by B's state, and the blob has B's bytes.
+    saved = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"first "], claim("0"))
+    newer = s3_store.write("u1", saved, 6, [b"second"], claim("b"))
+    s3_store.write("u1", saved, 6, [b"XXXXXX"], claim("a"))
+    key = s3_store.commit("u1", newer, "sha256:x", 12, claim("b"))
+    s3_store.rollback("u1", 6, claim("a"))  # what the stale request does when its save fails
+
+    assert read_all(s3_store, key) == b"first second"
+    assert stored(s3_server, s3_bucket) == ([key], [])
+    with pytest.raises(StorageError):  # and later still, it finds nothing to build on
+        s3_store.write("u1", saved, 6, [b"XXXXXX"], claim("a"))
+
+
+def test_two_commits_never_write_over_each_other(s3_store: S3Store) -> None:
+    first = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"one"], claim("a"))
+    second = s3_store.write("u1", first, 3, [b"two"], claim("b"))
+
+    stale = s3_store.commit("u1", first, "sha256:x", 3, claim("a"))
+    fresh = s3_store.commit("u1", second, "sha256:y", 6, claim("b"))
+
+    assert (read_all(s3_store, stale), read_all(s3_store, fresh)) == (b"one", b"onetwo")
+
+
+def test_it_measures_what_an_upload_stores(s3_store: S3Store) -> None:
+    state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [blob(PART + 10)], claim("a"))
+    s3_store.write("u1", state, PART + 10, [b"never saved"], claim("b"))
+
+    assert s3_store.stored_size("u1", state) == PART + 10 + 10 + len(b"never saved")
 
 
 @pytest.fixture
@@ -222,13 +260,13 @@ def operations(s3_store: S3Store) -> list[str]:
     return sent
 
 
-def test_a_small_blob_costs_a_put_and_a_head(
+def test_a_small_blob_costs_a_put_a_copy_and_a_delete(
     s3_server: S3Server, s3_bucket: str, s3_store: S3Store, operations: list[str]
 ) -> None:
     state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"a small ", b"blob"])
     key = s3_store.commit("u1", state, "sha256:x", 12)
 
-    assert operations == ["PutObject", "HeadObject"]
+    assert operations == ["PutObject", "CopyObject", "DeleteObject"]
     assert read_all(s3_store, key) == b"a small blob"
     assert stored(s3_server, s3_bucket) == ([key], [])
 
@@ -236,11 +274,11 @@ def test_a_small_blob_costs_a_put_and_a_head(
 def test_a_small_blob_in_two_writes_reads_its_bytes_back_once(
     s3_store: S3Store, operations: list[str]
 ) -> None:
-    state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"first "])
-    state = s3_store.write("u1", state, 6, [b"second"])
-    key = s3_store.commit("u1", state, "sha256:x", 12)
+    state = s3_store.write("u1", s3_store.start_upload("u1"), 0, [b"first "], claim("a"))
+    state = s3_store.write("u1", state, 6, [b"second"], claim("b"))
+    key = s3_store.commit("u1", state, "sha256:x", 12, claim("c"))
 
-    assert operations == ["PutObject", "GetObject", "PutObject", "HeadObject"]
+    assert operations == ["PutObject", "GetObject", "PutObject", "CopyObject", "DeleteObject", "DeleteObject"]
     assert read_all(s3_store, key) == b"first second"
 
 

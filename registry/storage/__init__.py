@@ -5,9 +5,30 @@ from functools import cache
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from registry.storage.base import BlobStore, Download, LocalFile, Redirect, StorageError, Stream
+from registry.storage.base import (
+    BlobStore,
+    Download,
+    Fenced,
+    LocalFile,
+    Redirect,
+    StorageError,
+    StorageFull,
+    Stream,
+    WriteClaim,
+)
 
-__all__ = ["BlobStore", "Download", "LocalFile", "Redirect", "StorageError", "Stream", "blob_store"]
+__all__ = [
+    "BlobStore",
+    "Download",
+    "Fenced",
+    "LocalFile",
+    "Redirect",
+    "StorageError",
+    "StorageFull",
+    "Stream",
+    "WriteClaim",
+    "blob_store",
+]
 
 
 @cache

@@ -13,14 +13,52 @@ upload in place, so a commit copies nothing).
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO, NamedTuple
 
 
 class StorageError(Exception):
-    """The store failed (unreachable, full, refused): the request may be retried."""
+    """The store failed (unreachable, refused, broken): the request may be retried."""
+
+
+class StorageFull(StorageError):
+    """The store has no space left (ENOSPC, EDQUOT): retrying will not help until an operator frees some.
+
+    ``where`` names the store (its root) for the operator's log line; clients are told only that it is full.
+    """
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class Fenced(Exception):
+    """The request lost its claim on the upload (taken over, committed or cancelled): it may write no more."""
+
+
+def _unfenced() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class WriteClaim:
+    """The claim a request holds on an upload, as the store sees it.
+
+    ``token`` (unique per claim) names what the request writes, so that a
+    request that lost its claim can never reach what a newer one wrote.
+    ``confirm`` asks the database whether the claim still holds (raising
+    ``Fenced`` otherwise); the store calls it only where the bytes it sees
+    cannot tell (``registry.storage.filesystem``).
+    """
+
+    token: str
+    confirm: Callable[[], None] = _unfenced
+
+
+#: For a caller that is the upload's only writer by construction (restore), not by a claim in the database.
+SOLE_WRITER = WriteClaim("sole")
 
 
 @dataclass(frozen=True)
@@ -78,7 +116,9 @@ class BlobStore(ABC):
     #: is saved between requests (registry.uploads).
     rereads_uploads: bool = False
 
-    def read_upload(self, upload_id: str, state: dict, size: int) -> Iterator[bytes]:
+    def read_upload(
+        self, upload_id: str, state: dict, size: int, claim: WriteClaim = SOLE_WRITER
+    ) -> Iterator[bytes]:
         """The first ``size`` bytes written to an upload not committed yet (if ``rereads_uploads``)."""
         raise NotImplementedError
 
@@ -87,19 +127,39 @@ class BlobStore(ABC):
         """Prepare a new upload; returns its initial state."""
 
     @abstractmethod
-    def write(self, upload_id: str, state: dict, offset: int, chunks: Iterable[bytes]) -> dict:
+    def write(
+        self,
+        upload_id: str,
+        state: dict,
+        offset: int,
+        chunks: Iterable[bytes],
+        claim: WriteClaim = SOLE_WRITER,
+    ) -> dict:
         """Append ``chunks`` to the upload, whose committed length is ``offset``; returns the new state.
 
-        Anything a failed earlier write left past ``offset`` is discarded.
+        Anything a failed earlier write left past ``offset`` is discarded. Raises ``Fenced`` once
+        ``claim`` was taken over: no byte of this call reaches the upload after that.
         """
 
     @abstractmethod
-    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> str:
+    def commit(
+        self, upload_id: str, state: dict, digest: str, size: int, claim: WriteClaim = SOLE_WRITER
+    ) -> str:
         """Make the upload's first ``size`` bytes the blob ``digest`` (already verified); returns its key."""
 
     @abstractmethod
+    def rollback(self, upload_id: str, offset: int, claim: WriteClaim) -> None:
+        """Free what ``claim`` wrote past ``offset`` (the saved length) and was never saved: after a failed
+        write, so that the space is free when the request ends. Touches nothing a newer claim owns."""
+
+    @abstractmethod
     def abort(self, upload_id: str, state: dict) -> None:
-        """Forget the upload and whatever it stored. Safe to call twice."""
+        """Forget the upload and whatever it stored, at once, fencing any request still writing to it.
+        Safe to call twice."""
+
+    @abstractmethod
+    def stored_size(self, upload_id: str, state: dict) -> int:
+        """How many bytes the store holds for an upload not committed yet (what ``abort`` frees)."""
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...

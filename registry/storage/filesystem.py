@@ -1,4 +1,4 @@
-"""Blobs as files: ``<root>/blobs/sha256/ab/abcdef.../<upload id>``, uploads in ``<root>/uploads/<id>``.
+"""Blobs as files: ``<root>/blobs/sha256/ab/abcdef.../<upload id>``, uploads in ``<root>/uploads/<id>/``.
 
 Uploads and blobs live under one root so that a commit is a ``rename`` on one
 filesystem: a blob appears whole or not at all. Bytes are fsynced before the
@@ -7,6 +7,13 @@ rename, and the directory after it.
 A blob's key names the digest *and* the upload that stored it, so a key is
 never reused: garbage collection deleting an old copy can never remove the
 bytes of a newer upload of the same digest.
+
+An upload's directory holds one data file named after the claim that last
+took it; every write, truncation, read-back and the commit happen under its
+lock and only while it carries the writer's name, so a request that lost its
+claim cannot change a byte (``registry.storage.upload_files``). A failed write
+is cut back to the saved length (``rollback``) before its claim is released,
+and a full disk is ``StorageFull``, not a retry.
 """
 
 import contextlib
@@ -14,16 +21,18 @@ import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
-from registry.storage.base import BlobStore, Download, LocalFile, StorageError, StoredObject
-
-READ_CHUNK = 1024 * 1024
-# The largest write(2) into an upload file. Measured on this project's VMs: 512 MiB written
-# in 1 MiB writes cost 0.64-0.67 s of kernel time after a few idle seconds, in 32-256 KiB
-# writes 0.09-0.12 s (probably: the page cache takes large writes in large folios, from free
-# memory the hypervisor has taken back). A large push after a pause took a third longer.
-WRITE_PIECE = 256 * 1024
+from registry.storage import upload_files
+from registry.storage.base import (
+    SOLE_WRITER,
+    BlobStore,
+    Download,
+    LocalFile,
+    StorageError,
+    StoredObject,
+    WriteClaim,
+)
+from registry.storage.upload_files import storage_error
 
 
 class FilesystemStore(BlobStore):
@@ -40,64 +49,89 @@ class FilesystemStore(BlobStore):
     def path(self, key: str) -> Path:
         return self.root / key
 
-    def upload_path(self, upload_id: str) -> Path:
+    def upload_directory(self, upload_id: str) -> Path:
         return self.uploads / upload_id
 
     def start_upload(self, upload_id: str) -> dict:
+        directory = self.upload_directory(upload_id)
         try:
-            self.uploads.mkdir(parents=True, exist_ok=True)
-            self.upload_path(upload_id).touch()
+            directory.mkdir(parents=True)
+            (directory / upload_files.FIRST_NAME).touch()
         except OSError as exc:
-            raise StorageError(f"cannot create upload file: {exc.strerror}") from exc
+            raise storage_error("cannot create upload file", exc, self.root) from exc
         return {}
 
-    def write(self, upload_id: str, state: dict, offset: int, chunks: Iterable[bytes]) -> dict:
-        path = self.upload_path(upload_id)
+    def write(
+        self,
+        upload_id: str,
+        state: dict,
+        offset: int,
+        chunks: Iterable[bytes],
+        claim: WriteClaim = SOLE_WRITER,
+    ) -> dict:
         try:
-            with open(path, "r+b") as file:
-                file.truncate(offset)
-                file.seek(offset)
+            with upload_files.take(self.upload_directory(upload_id), offset, claim) as held:
+                held.truncate(offset)
+                position = offset
                 for chunk in chunks:
-                    _write_in_pieces(file, chunk)
-        except FileNotFoundError as exc:
-            raise StorageError("upload file is missing") from exc
+                    position = held.write_at(position, chunk)
         except OSError as exc:
-            raise StorageError(f"cannot write upload file: {exc.strerror}") from exc
+            raise storage_error("cannot write upload file", exc, self.root) from exc
         return state
+
+    def rollback(self, upload_id: str, offset: int, claim: WriteClaim) -> None:
+        held = upload_files.own(self.upload_directory(upload_id), claim)
+        if held is None:
+            return  # taken over, committed or cancelled: not this request's to cut
+        with held:
+            held.truncate(offset)
 
     rereads_uploads = True  # from the page cache, as fast as memory
 
-    def read_upload(self, upload_id: str, state: dict, size: int) -> Iterator[bytes]:
+    def read_upload(
+        self, upload_id: str, state: dict, size: int, claim: WriteClaim = SOLE_WRITER
+    ) -> Iterator[bytes]:
         try:
-            with open(self.upload_path(upload_id), "rb") as file:
-                left = size
-                while left > 0:
-                    chunk = file.read(min(left, READ_CHUNK))
-                    if not chunk:
-                        raise StorageError(f"upload file ends {left} bytes short of {size}")
-                    left -= len(chunk)
-                    yield chunk
-        except FileNotFoundError as exc:
-            raise StorageError("upload file is missing") from exc
+            with upload_files.take(self.upload_directory(upload_id), size, claim) as held:
+                yield from held.read(size)
         except OSError as exc:
-            raise StorageError(f"cannot read upload file: {exc.strerror}") from exc
+            raise storage_error("cannot read upload file", exc, self.root) from exc
 
-    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> str:
-        source = self.upload_path(upload_id)
+    def commit(
+        self, upload_id: str, state: dict, digest: str, size: int, claim: WriteClaim = SOLE_WRITER
+    ) -> str:
+        directory = self.upload_directory(upload_id)
         key = self.key_for(digest, upload_id)
         target = self.path(key)
         try:
-            with open(source, "r+b") as file:
-                file.truncate(size)
-                os.fsync(file.fileno())
-            _rename_into(source, target)
-            _fsync_directory(target.parent)
+            with upload_files.take(directory, size, claim) as held, held.locked():
+                os.ftruncate(held.fd, size)
+                os.fsync(held.fd)
+                _rename_into(held.path, target)
+                _fsync_directory(target.parent)
+            with contextlib.suppress(OSError):
+                directory.rmdir()
         except OSError as exc:
-            raise StorageError(f"cannot store blob: {exc.strerror}") from exc
+            raise storage_error("cannot store blob", exc, self.root) from exc
         return key
 
     def abort(self, upload_id: str, state: dict) -> None:
-        self.upload_path(upload_id).unlink(missing_ok=True)
+        directory = self.upload_directory(upload_id)
+        try:
+            if directory.is_file():  # an upload started before uploads had directories
+                directory.unlink()
+            else:
+                upload_files.remove(directory)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise storage_error(f"cannot remove upload {upload_id}", exc, self.root) from exc
+
+    def stored_size(self, upload_id: str, state: dict) -> int:
+        directory = self.upload_directory(upload_id)
+        if directory.is_file():
+            return directory.stat().st_size
+        return upload_files.stored_size(directory)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -132,13 +166,9 @@ class FilesystemStore(BlobStore):
                         continue  # deleted or committed while we listed
                     key = path.relative_to(self.root).as_posix()
                     modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-                    yield StoredObject(key, modified, name, is_blob, stat.st_size)
-
-
-def _write_in_pieces(file: BinaryIO, chunk: bytes) -> None:
-    view = memoryview(chunk)
-    for start in range(0, len(view), WRITE_PIECE):
-        file.write(view[start : start + WRITE_PIECE])
+                    # A blob is named by its upload; an upload's file by its claim, in the upload's directory.
+                    upload_id = name if is_blob else path.relative_to(self.uploads).parts[0]
+                    yield StoredObject(key, modified, upload_id, is_blob, stat.st_size)
 
 
 def _rename_into(source: Path, target: Path, attempts: int = 3) -> None:

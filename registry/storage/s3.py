@@ -7,9 +7,11 @@ backend does.
 
 Layout under ``prefix``::
 
-    blobs/<upload id>             the blob: the upload's multipart object, completed in place;
-                                  before the first part, the bytes received so far
-    uploads/<upload id>/tail-<n>  bytes after the n-th part (n >= 1), waiting for a full part
+    blobs/<upload id>                   a blob of one part or more: the upload's multipart object,
+                                        completed in place
+    blobs/<upload id>/<claim>           a blob under one part, copied there by the commit of <claim>
+    uploads/<upload id>/tail-<n>-<claim>  bytes after the n-th part (n >= 0) that the request holding
+                                        <claim> wrote, waiting for a full part
 
 *One part size.* R2 refuses, at completion only, a multipart upload whose
 non-final parts differ in size, and every store wants them to be 5 MiB or more.
@@ -19,47 +21,68 @@ the next write, so no process keeps upload bytes between requests and memory
 per request stays about one part. ``_upload_part`` asserts the rule.
 
 *The state is the truth.* ``state`` (saved by the caller after each request) is
-``{"mpu": id or None, "parts": [{"PartNumber", "ETag"}], "tail": bytes}``. A
-write that failed, or whose state was never saved, may have uploaded parts
+``{"mpu": id or None, "parts": [{"PartNumber", "ETag"}], "tail": bytes,
+"tail_key": key or None, "superseded": [tail keys of earlier saved states]}``.
+A write that failed, or whose state was never saved, may have uploaded parts
 beyond the listed ones (the retry uploads those numbers again, and completion
-references only listed parts) and a tail of its own. The tail key carries the
-part count it follows, so such a write can never overwrite the tail that the
-saved state points at: a tail under the same count only ever grows by bytes
-the offset already covers, and only its first ``tail`` bytes are read back.
+references only listed parts) and a tail of its own.
 
-*Commit copies nothing.* The multipart upload is created (lazily, at the first
+*Fenced writes.* Every object a write creates is its claim's own: a tail key
+names the claim (``WriteClaim.token``) and the saved state names the tail
+key, so a request that lost its claim, however late its ``PutObject`` lands,
+can only write a key no saved state points at (its failed request deletes it:
+``rollback``; gc's sweep takes what a killed one left). Nothing but commit
+writes a blob key, and a small blob's key names the committing claim too, so
+two commits can never write over each other. Multipart parts need no fence:
+completion lists the ETags of the saved state, so a stale request that
+uploads a part number again makes completion fail with ``InvalidPart`` (that
+upload's PUT then fails, 503, until the client starts the blob over in a new
+session), never corrupts the blob; and a multipart upload completes once, so
+a second commit fails with ``NoSuchUpload``. Every part stays exactly
+``part_size`` whoever wrote it, so the upload stays R2-legal.
+
+*Commit copies little.* The multipart upload is created (lazily, at the first
 full part) at the blob's own key, so commit uploads the tail as the last part
 (a server-side ``UploadPartCopy``) and completes the upload where it is. So
 blobs over 5 GiB need no multipart copy; the limit is S3's 10,000 parts per
 upload, that is 10,000 x ``part_size`` (156 GiB with the default 16 MiB; raise
 the part size for more). A 1 GiB push in one request costs 64 ``UploadPart``
 requests and about six others (list and create the multipart upload, tail,
-complete, sweep the tails).
-
-*Small blobs are where they land.* Bytes before the first full part wait at
-the blob key itself, so a blob under one part (most configs and layers) is
-complete once written: commit only checks its size with a HEAD, and rewrites it
-from the saved bytes in the rare case that a write whose state was never saved
-left it longer. A small blob pushed in one PATCH and a PUT costs two requests.
+complete, sweep the tails). A blob under one part (most configs and layers)
+is its tail, copied server-side to its blob key at commit (``CopyObject``):
+a small blob pushed in one PATCH and a PUT costs three requests (put the
+tail, copy it, delete it).
 
 *Orphans.* A multipart upload created by a write whose state was never saved is
 found by listing the multipart uploads at the blob key: the next write reuses
-it, ``abort`` aborts it. Tails are swept by prefix at commit and abort; what an
-unsaved write left beside a small blob is gc's (its storage sweep deletes what
-no session and no blob row names).
+it, ``abort`` aborts it. Tails are swept by prefix at abort and after a
+multipart commit; a small blob's commit deletes, by key, its tail and those of
+earlier saved states (``superseded``); what an unsaved write left beside a
+small blob is gc's (its storage sweep deletes what no session and no blob row
+names).
 """
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any
 from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
-from registry.storage.base import BlobStore, Download, Redirect, StorageError, StoredObject, Stream
+from registry.storage.base import (
+    SOLE_WRITER,
+    BlobStore,
+    Download,
+    Redirect,
+    StorageError,
+    StoredObject,
+    Stream,
+    WriteClaim,
+)
+from registry.storage.s3_errors import body_chunks, boto_errors
+from registry.storage.s3_errors import storage_errors as _storage_errors
+
+__all__ = ["S3Store", "boto_errors"]  # boto_errors: registry.backup_s3 imports it from here
 
 log = logging.getLogger(__name__)
 
@@ -125,23 +148,41 @@ class S3Store(BlobStore):
     def blob_key(self, upload_id: str) -> str:
         return f"{self.prefix}blobs/{upload_id}"
 
-    def _tail_key(self, upload_id: str, parts: int) -> str:
-        if parts == 0:
-            return self.blob_key(upload_id)  # see "Small blobs are where they land"
-        return f"{self.prefix}uploads/{upload_id}/tail-{parts}"
+    def small_blob_key(self, upload_id: str, claim: WriteClaim) -> str:
+        return f"{self.blob_key(upload_id)}/{claim.token}"
+
+    def _tail_key(self, upload_id: str, parts: int, claim: WriteClaim) -> str:
+        return f"{self.prefix}uploads/{upload_id}/tail-{parts}-{claim.token}"
+
+    def _saved_tail_key(self, upload_id: str, state: dict) -> str:
+        """Where the saved state's tail is; a state saved before tails named their claim has no
+        ``tail_key``: then at the blob key before the first part, else at ``tail-<parts>``."""
+        if "tail_key" in state:
+            return state["tail_key"]
+        if not state["parts"]:
+            return self.blob_key(upload_id)
+        return f"{self.prefix}uploads/{upload_id}/tail-{len(state['parts'])}"
 
     def start_upload(self, upload_id: str) -> dict:
-        return {"mpu": None, "parts": [], "tail": 0}
+        return {"mpu": None, "parts": [], "tail": 0, "tail_key": None}
 
-    def write(self, upload_id: str, state: dict, offset: int, chunks: Iterable[bytes]) -> dict:
+    def write(
+        self,
+        upload_id: str,
+        state: dict,
+        offset: int,
+        chunks: Iterable[bytes],
+        claim: WriteClaim = SOLE_WRITER,
+    ) -> dict:
         mpu, parts, tail = state["mpu"], list(state["parts"]), state["tail"]
+        saved_tail_key = tail_key = self._saved_tail_key(upload_id, state) if tail else None
         if len(parts) * self.part_size + tail != offset:
             raise StorageError(
                 f"upload {upload_id} holds {len(parts)} parts and {tail} bytes,"
                 f" not the {offset} bytes expected"
             )
         limit = MAX_PARTS * self.part_size
-        buffer = bytearray(self._read_tail(upload_id, len(parts), tail)) if tail else bytearray()
+        buffer = bytearray(self._read_tail(upload_id, tail_key, tail)) if tail_key else bytearray()
         for chunk in chunks:
             view = memoryview(chunk)
             if len(parts) * self.part_size + len(buffer) + len(view) > limit:
@@ -157,30 +198,47 @@ class S3Store(BlobStore):
                     mpu = mpu or self._multipart_upload(upload_id)
                     parts.append(self._upload_part(upload_id, mpu, len(parts) + 1, buffer, final=False))
                     buffer = bytearray()
-        if buffer and (len(parts) != len(state["parts"]) or len(buffer) != tail):
+        if not buffer:
+            tail_key = None
+        elif len(parts) != len(state["parts"]) or len(buffer) != tail:
+            tail_key = self._tail_key(upload_id, len(parts), claim)
             with _storage_errors(f"store the tail of upload {upload_id}"):
                 self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=self._tail_key(upload_id, len(parts)),
-                    Body=buffer,
-                    ContentType=CONTENT_TYPE,
+                    Bucket=self.bucket, Key=tail_key, Body=buffer, ContentType=CONTENT_TYPE
                 )
-        return {"mpu": mpu, "parts": parts, "tail": len(buffer)}
+        superseded = list(state.get("superseded", []))
+        if saved_tail_key is not None and saved_tail_key != tail_key:
+            superseded.append(saved_tail_key)  # garbage once this state is saved; commit deletes it
+        return {
+            "mpu": mpu,
+            "parts": parts,
+            "tail": len(buffer),
+            "tail_key": tail_key,
+            "superseded": superseded,
+        }
 
-    def commit(self, upload_id: str, state: dict, digest: str, size: int) -> str:
+    def rollback(self, upload_id: str, offset: int, claim: WriteClaim) -> None:
+        """Delete the tails ``claim`` wrote (parts beyond the saved ones wait for the next write, which
+        uploads those numbers again, or for the commit or abort)."""
+        suffix = f"-{claim.token}"
+        self._delete_tails(upload_id, lambda key: key.endswith(suffix))
+
+    def commit(
+        self, upload_id: str, state: dict, digest: str, size: int, claim: WriteClaim = SOLE_WRITER
+    ) -> str:
         mpu, parts, tail = state["mpu"], list(state["parts"]), state["tail"]
         if len(parts) * self.part_size + tail != size:
             raise StorageError(f"upload {upload_id} holds {len(parts)} parts and {tail} bytes, not {size}")
-        key = self.blob_key(upload_id)
+        tail_key = self._saved_tail_key(upload_id, state) if tail else None
         if not parts:
-            if self._size_of(key) != tail:  # an unsaved write stored more (or, for no bytes, nothing)
-                data = self._read_tail(upload_id, 0, tail) if tail else b""
-                with _storage_errors(f"store blob {digest}"):
-                    self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPE)
+            exact = "tail_key" in state  # one PutObject per claim and part count: exactly ``tail`` bytes
+            key = self._commit_small(upload_id, tail_key, tail, exact, digest, claim)
+            self._delete_quietly(upload_id, [*state.get("superseded", []), *([tail_key] if tail_key else [])])
             return key
+        key = self.blob_key(upload_id)
         with _storage_errors(f"store blob {digest}"):
-            if tail:
-                parts.append(self._copy_tail_as_last_part(upload_id, mpu, len(parts) + 1, tail))
+            if tail_key:
+                parts.append(self._copy_tail_as_last_part(upload_id, mpu, len(parts) + 1, tail_key, tail))
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=mpu, MultipartUpload={"Parts": parts}
             )
@@ -191,9 +249,39 @@ class S3Store(BlobStore):
             log.warning("upload %s committed but its tails remain: %s", upload_id, exc)
         return key
 
+    def _commit_small(
+        self, upload_id: str, tail_key: str | None, tail: int, exact: bool, digest: str, claim: WriteClaim
+    ) -> str:
+        """A blob under one part: its tail, copied server-side to a key of this commit's own."""
+        key = self.small_blob_key(upload_id, claim)
+        with _storage_errors(f"store blob {digest}"):
+            if tail_key is None or not exact:
+                data = self._read_tail(upload_id, tail_key, tail) if tail_key else b""
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPE)
+            else:
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource={"Bucket": self.bucket, "Key": tail_key},
+                    ContentType=CONTENT_TYPE,
+                    MetadataDirective="REPLACE",
+                )
+        return key
+
+    def _delete_quietly(self, upload_id: str, keys: list[str]) -> None:
+        """Delete the tails a committed small blob no longer needs, by key (no listing: a small push costs
+        three requests); what an unsaved write left is gc's."""
+        try:
+            for key in keys:
+                self.delete(key)
+        except StorageError as exc:
+            log.warning("upload %s committed but its tails remain: %s", upload_id, exc)
+
     def abort(self, upload_id: str, state: dict) -> None:
-        """Drop an upload that was never committed; an empty ``state`` (gc's sweep, which knows only the
-        id) leaves the blob key alone: whether a blob row names that object is the sweep's to check."""
+        """Drop an upload that was never committed: its multipart uploads and tails. Blob keys are
+        commit's only; an upload saved before tails named their claim kept its first bytes at the
+        blob key, which goes too (never with an empty ``state``: gc's sweep knows only the id, and
+        whether a blob row names that object is the sweep's to check)."""
         key = self.blob_key(upload_id)
         ids = set(self._open_multipart_uploads(key))
         if state.get("mpu"):
@@ -202,8 +290,25 @@ class S3Store(BlobStore):
             with _storage_errors(f"abort upload {upload_id}", missing_ok=True):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=mpu)
         self._delete_tails(upload_id)
-        if state:
-            self.delete(key)  # the bytes before the first part
+        if state and "tail_key" not in state and not state["parts"]:
+            self.delete(key)
+
+    def stored_size(self, upload_id: str, state: dict) -> int:
+        """The upload's tails and the parts of its multipart uploads."""
+        total = 0
+        with _storage_errors(f"measure upload {upload_id}"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}uploads/{upload_id}/"
+            ):
+                total += sum(item["Size"] for item in page.get("Contents", []))
+        key = self.blob_key(upload_id)
+        for mpu in self._open_multipart_uploads(key):
+            with _storage_errors(f"measure upload {upload_id}", missing_ok=True):
+                for page in self.client.get_paginator("list_parts").paginate(
+                    Bucket=self.bucket, Key=key, UploadId=mpu
+                ):
+                    total += sum(part["Size"] for part in page.get("Parts", []))
+        return total
 
     def exists(self, key: str) -> bool:
         return self._size_of(key) is not None
@@ -223,7 +328,7 @@ class S3Store(BlobStore):
             body = self.client.get_object(
                 Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
             )["Body"]
-        return Stream(_chunks(body, STREAM_CHUNK, f"read blob {digest}"), length)
+        return Stream(body_chunks(body, STREAM_CHUNK, f"read blob {digest}"), length)
 
     def url(self, key: str) -> str:
         """Where a client downloads ``key``: the public host, or a presigned GET."""
@@ -239,7 +344,7 @@ class S3Store(BlobStore):
     def read(self, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         with _storage_errors(f"read {key}"):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        yield from _chunks(body, chunk_size, f"read {key}")
+        yield from body_chunks(body, chunk_size, f"read {key}")
 
     def delete(self, key: str) -> None:
         with _storage_errors(f"delete {key}"):
@@ -266,13 +371,13 @@ class S3Store(BlobStore):
                     upload_id = upload["Key"].removeprefix(blobs)
                     yield StoredObject(upload["Key"], upload["Initiated"], upload_id, False, 0)
 
-    def _read_tail(self, upload_id: str, parts: int, tail: int) -> bytes:
-        # Only the first ``tail`` bytes: a write whose state was not saved may have stored more.
+    def _read_tail(self, upload_id: str, tail_key: str, tail: int) -> bytes:
+        # Only the first ``tail`` bytes: an upload saved before tails named their claim may hold more.
         action = f"read the tail of upload {upload_id}"
         with _storage_errors(action):
-            body = self.client.get_object(
-                Bucket=self.bucket, Key=self._tail_key(upload_id, parts), Range=f"bytes=0-{tail - 1}"
-            )["Body"]
+            body = self.client.get_object(Bucket=self.bucket, Key=tail_key, Range=f"bytes=0-{tail - 1}")[
+                "Body"
+            ]
             data = body.read()
         if len(data) != tail:
             raise StorageError(f"the tail of upload {upload_id} has {len(data)} bytes, not {tail}")
@@ -296,14 +401,16 @@ class S3Store(BlobStore):
             )
         return {"PartNumber": number, "ETag": response["ETag"]}
 
-    def _copy_tail_as_last_part(self, upload_id: str, mpu: str, number: int, tail: int) -> dict:
+    def _copy_tail_as_last_part(
+        self, upload_id: str, mpu: str, number: int, tail_key: str, tail: int
+    ) -> dict:
         self._check_part(number, tail, final=True)
         response = self.client.upload_part_copy(
             Bucket=self.bucket,
             Key=self.blob_key(upload_id),
             UploadId=mpu,
             PartNumber=number,
-            CopySource={"Bucket": self.bucket, "Key": self._tail_key(upload_id, number - 1)},
+            CopySource={"Bucket": self.bucket, "Key": tail_key},
             CopySourceRange=f"bytes=0-{tail - 1}",
         )
         return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
@@ -322,44 +429,11 @@ class S3Store(BlobStore):
             uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key).get("Uploads", [])
         return [upload["UploadId"] for upload in uploads if upload["Key"] == key]
 
-    def _delete_tails(self, upload_id: str) -> None:
+    def _delete_tails(self, upload_id: str, which: Callable[[str], bool] = lambda key: True) -> None:
         prefix = f"{self.prefix}uploads/{upload_id}/"
         with _storage_errors(f"delete the tails of upload {upload_id}"):
             listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
             # One DELETE each, not DeleteObjects: that one requires a checksum header some stores refuse.
             for item in listing.get("Contents", []):
-                self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
-
-
-_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
-
-
-@contextmanager
-def boto_errors(failure: Callable[[str, bool], Exception], *, missing_ok: bool = False) -> Iterator[None]:
-    """Raise boto3's failures as ``failure(message, answered)`` makes them (``answered`` is False when
-    the endpoint could not be reached); with ``missing_ok``, a missing object is no error."""
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        if missing_ok and code in _MISSING:
-            return
-        raise failure(f"{code} {error.get('Message', '')}".strip(), True) from exc
-    except BotoCoreError as exc:
-        raise failure(str(exc), False) from exc
-
-
-def _storage_errors(action: str, *, missing_ok: bool = False) -> AbstractContextManager[None]:
-    """Turn boto3's failures into ``StorageError``; with ``missing_ok``, a missing object is no error."""
-    return boto_errors(
-        lambda message, _: StorageError(f"storage could not {action}: {message}"), missing_ok=missing_ok
-    )
-
-
-def _chunks(body: Any, chunk_size: int, action: str) -> Iterator[bytes]:
-    try:
-        with _storage_errors(action):
-            yield from body.iter_chunks(chunk_size)
-    finally:
-        body.close()
+                if which(item["Key"]):
+                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
