@@ -2,13 +2,13 @@
 
 One run, under a lock that one run at a time holds, goes through four phases:
 
-1. *Retention*: the tags that retention rules expire go (``registry.retention``).
+1. *Retention*: the tags that retention rules expire go (``registry.gc.retention``).
 2. *Manifests* (``--untagged``, or a rule's ``untagged_after_days``): per
    repository, a manifest is kept when a tag names it, when a kept index lists
    it (transitively), when its subject is kept (a referrer: signatures, SBOMs;
    unless ``delete_referrers``), or when it is younger than the limit. The rest
    go parents and subjects first, in batches, each re-checked under row locks
-   that nothing references it now (``registry.untagged``). A manifest takes its
+   that nothing references it now (``registry.gc.untagged``). A manifest takes its
    own outgoing reference rows with it, never what they reference.
 3. *Blobs*: a blob goes when no manifest in any repository references it
    (an absent reference of a sparse manifest, ``registry.sparse``, counts: the
@@ -22,7 +22,7 @@ One run, under a lock that one run at a time holds, goes through four phases:
    last word against a concurrent manifest ``PUT``: of the two transactions,
    one fails, and gc keeps a blob whose transaction failed. A push that loses
    gets ``MANIFEST_BLOB_UNKNOWN`` and uploads again.
-4. *Storage sweep* (``registry.sweep``): objects no row knows, older than the
+4. *Storage sweep* (``registry.gc.sweep``): objects no row knows, older than the
    grace period, go: blobs whose row a killed or failed run already deleted,
    and leftovers of upload sessions whose row is gone. Blob keys are never
    reused (each names its upload), so deleting an old key never touches the
@@ -40,16 +40,17 @@ backup reads every tag and manifest inside its snapshot.
 """
 
 import contextlib
-import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from registry import locks, retention, sweep, untagged
+from registry import locks
+from registry.gc import retention, sweep, untagged
+from registry.gc.report import Report
 from registry.models import AbsentReference, Blob, ManifestBlob, Repository, RepositoryBlob
 from registry.progress import Progress
 
@@ -71,32 +72,30 @@ class GcOptions:
 
 
 @dataclass
-class GcReport:
+class GcReport(Report):
+    DID, WOULD, FAILED = "gc deleted", "gc would delete", "failures"
+
     tags: int = 0
     manifests: int = 0
     blobs: int = 0
     objects: int = 0  # swept from storage: no row knew them
-    bytes: int = 0
-    failed: list[str] = field(default_factory=list)
     deferred: str = ""  # why blobs and unknown objects were not deleted this time, if they were not
-    seconds: float = 0.0
 
-    def summary(self, dry_run: bool) -> str:
-        verb = "would delete" if dry_run else "deleted"
-        failed = f", {len(self.failed)} failures" if self.failed else ""
-        deferred = f"; {self.deferred}" if self.deferred else ""
+    def counts(self) -> str:
         return (
-            f"gc {verb} {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
-            f" {self.objects} unknown objects: {self.bytes} bytes{failed} in {self.seconds:.1f}s{deferred}"
+            f"{self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
+            f" {self.objects} unknown objects: {self.bytes} bytes"
         )
+
+    def remark(self) -> str:
+        return f"; {self.deferred}" if self.deferred else ""
 
 
 def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
     """One garbage collection; raises ``GcBusy`` if another one runs (a dry run takes no lock)."""
     progress = progress or Progress()
-    started = time.monotonic()
     report = GcReport()
-    with contextlib.nullcontext() if options.dry_run else exclusive():
+    with report.timed(), contextlib.nullcontext() if options.dry_run else exclusive():
         now = timezone.now()
         cutoff = now - options.grace_period
         plan = retention.plan(now, options.repository)
@@ -115,7 +114,6 @@ def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
         else:
             with deleting:
                 _delete_unused(options, now, cutoff, doomed, report, progress)
-    report.seconds = time.monotonic() - started
     return report
 
 
@@ -131,8 +129,8 @@ def _delete_unused(
     undeleted = _collect_blobs(options, cutoff, doomed, report, progress)
     if options.repository is None:
         swept = sweep.sweep_storage(options.dry_run, now, cutoff, undeleted, progress)
-        report.objects, report.failed = swept.objects, report.failed + swept.failed
-        report.bytes += swept.bytes
+        report.objects = swept.objects
+        report.add(swept)
 
 
 @contextlib.contextmanager
