@@ -3,10 +3,12 @@
 One run, under a lock that one run at a time holds, goes through four phases:
 
 1. *Retention*: the tags that retention rules expire go (``registry.gc.retention``).
-2. *Manifests* (``--untagged``, or a rule's ``untagged_after_days``): per
+2. *Manifests* (``--untagged``, or a rule's ``untagged_after_days``): in each
    repository, a manifest is kept when a tag names it, when a kept index lists
    it (transitively), when its subject is kept (a referrer: signatures, SBOMs;
-   unless ``delete_referrers``), or when it is younger than the limit. The rest
+   unless ``delete_referrers``), or when it is younger than the limit. The mark
+   runs over all repositories at once, from the untagged manifests' side, so
+   its cost follows them, not the number of repositories or tags. The rest
    go parents and subjects first, in batches, each re-checked under row locks
    that nothing references it now (``registry.gc.untagged``). A manifest takes its
    own outgoing reference rows with it, never what they reference.
@@ -40,6 +42,7 @@ backup reads every tag and manifest inside its snapshot.
 """
 
 import contextlib
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -167,29 +170,52 @@ def _collect_manifests(
     report: GcReport,
     progress: Progress,
 ) -> set[int]:
-    """Untagged manifests, repository by repository; returns the ids that went (or would go)."""
-    repositories = Repository.objects.order_by("name")
-    if options.repository is not None:
-        repositories = repositories.filter(name=options.repository)
+    """Untagged manifests, in every repository at once; returns the ids that went (or would go)."""
     dropped = plan.tag_ids if options.dry_run else set()  # a dry run deleted no tag: pretend
-    work = []  # (repository, limit, batch), batches in the order they may go
-    for repository_id, name in repositories.values_list("id", "name"):
-        limit = cutoff if options.untagged else None
-        if limit is None and repository_id in plan.untagged_after:
-            limit = min(cutoff, now - plan.untagged_after[repository_id])
-        if limit is not None:
-            levels = untagged.unreachable(repository_id, limit, dropped, options.delete_referrers)
-            work += [(name, limit, batch) for level in levels for batch in _chunked(level, BATCH)]
+    work = []  # (limit, batch), batches in the order they may go
+    for limit, repositories in _untagged_limits(options, plan, now, cutoff):
+        levels = untagged.unreachable(limit, repositories, dropped, options.delete_referrers)
+        work += [(limit, batch) for level in levels for batch in _chunked(level, BATCH)]
+    names = _repository_names({row.repository_id for _, batch in work for row in batch})
     doomed: set[int] = set()
-    with progress.phase("manifests", sum(len(batch) for _, _, batch in work)) as phase:
-        for name, limit, batch in work:
+    with progress.phase("manifests", sum(len(batch) for _, batch in work)) as phase:
+        for limit, batch in work:
             gone = batch if options.dry_run else untagged.delete(batch, limit, options.delete_referrers)
             for row in gone:
-                progress.note(f"manifest {name}@{row.digest} {row.size} bytes")
+                progress.note(f"manifest {names[row.repository_id]}@{row.digest} {row.size} bytes")
                 doomed.add(row.id)
             phase.advance(len(batch))
     report.manifests = len(doomed)
     return doomed
+
+
+def _untagged_limits(
+    options: GcOptions, plan: retention.RetentionPlan, now: datetime, cutoff: datetime
+) -> list[tuple[datetime, list[int] | None]]:
+    """(limit, repository ids or None for all): untagged manifests created before the limit go there.
+
+    ``--untagged``: the grace period's cutoff, everywhere. Otherwise the
+    retention rules' ``untagged_after_days`` of each repository they cover
+    (never less than the grace period), grouped by limit: as many groups as
+    distinct delays, however many repositories.
+    """
+    if options.untagged:
+        if options.repository is None:
+            return [(cutoff, None)]
+        return [
+            (cutoff, list(Repository.objects.filter(name=options.repository).values_list("id", flat=True)))
+        ]
+    by_limit: dict[datetime, list[int]] = defaultdict(list)
+    for repository_id, delay in plan.untagged_after.items():
+        by_limit[min(cutoff, now - delay)].append(repository_id)
+    return [(limit, sorted(ids)) for limit, ids in sorted(by_limit.items())]
+
+
+def _repository_names(ids: set[int]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for chunk in _chunked(sorted(ids), BATCH):
+        names.update(Repository.objects.filter(id__in=chunk).values_list("id", "name"))
+    return names
 
 
 # --- Blobs ----------------------------------------------------------------------
