@@ -51,8 +51,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.test import Client
 
-    from registry.backup import backup
-    from registry.restore import restore
+    from registry.backup.restore import restore
+    from registry.backup.snapshot import backup
     from tests import backups, oci
 
     call_command("migrate", verbosity=0)

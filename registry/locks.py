@@ -1,5 +1,8 @@
 """The locks that keep maintenance commands (gc, backup, restore) out of each other's way.
 
+A module of its own below ``registry.gc`` and ``registry.backup``: both take
+these locks, and neither package should import the other for them.
+
 Two locks, each a PostgreSQL session advisory lock (on a key of its own) or,
 on SQLite, an ``flock`` on a file beside the database; the system frees
 either when the process dies, so a killed command never leaves one behind.

@@ -253,7 +253,7 @@ class RetentionRule(models.Model):
     ``max_age_days`` ago (either limit alone when the other is empty), unless
     ``protected_tags`` of any rule covering the repository matches it.
     ``untagged_after_days`` deletes manifests nothing references after that long.
-    ``registry.retention`` applies the rules.
+    ``registry.gc.retention`` applies the rules.
     """
 
     pattern = models.CharField(

@@ -1,6 +1,6 @@
 """Progress of long-running commands: a tqdm bar on a terminal, plain log lines otherwise.
 
-Libraries (``registry.gc``, ``registry.verify``) never print: they announce each
+Libraries (``registry.gc.collect``, ``registry.gc.verify``) never print: they announce each
 phase with ``progress.phase(name, total)``, advance it per item and describe
 items with ``progress.note(line)``. The base class is silent, which is what
 tests and other callers get by default; a command picks the kind that fits

@@ -14,10 +14,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 
-from registry import backup_layout, backup_s3
-from registry.backup import BackupError, backup
-from registry.backup_format import REF_NAME
-from registry.backup_layout import DirectoryLayout
+from registry.backup import layout as backup_layout
+from registry.backup import s3 as backup_s3
+from registry.backup.format import REF_NAME
+from registry.backup.layout import DirectoryLayout
+from registry.backup.snapshot import BackupError, backup
 from registry.models import Blob, Manifest, RepositoryBlob
 from registry.progress import Phase, Progress
 from registry.storage import blob_store

@@ -13,7 +13,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from registry import gc, progress, sweep
+from registry import progress
+from registry.gc import collect as gc
+from registry.gc import sweep
 from registry.models import Blob, Manifest, RepositoryBlob, Upload
 from registry.storage import StorageError, blob_store
 from tests import oci

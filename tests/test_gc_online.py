@@ -24,7 +24,7 @@ import requests
 from django.db import connection, connections
 from django.test import Client
 
-from registry import gc
+from registry.gc import collect as gc
 from registry.models import Blob, ManifestBlob, RepositoryBlob, Tag
 from registry.storage import blob_store
 from tests import oci, processes

@@ -22,11 +22,11 @@ from django.db import connection
 from django.test import Client
 from pytest_django.fixtures import Settings
 
-from registry import gc
-from registry.backup import backup
+from registry.backup.restore import restore
+from registry.backup.snapshot import backup
+from registry.gc import collect as gc
 from registry.models import Blob, Repository
 from registry.progress import Phase, Progress
-from registry.restore import restore
 from registry.storage import blob_store
 from tests import backups, oci
 

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from registry.gc.purge import purge_uploads
 from registry.models import Upload
-from registry.purge import purge_uploads
 from tests import oci
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from registry import gc
+from registry.gc import collect as gc
 from registry.models import AbsentReference, Manifest, ManifestChild
 from tests import ocilayout
 from tests.server import Server, database_url, open_environment, running

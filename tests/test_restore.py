@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from registry.backup import backup
+from registry.backup.restore import RestoreError, restore
+from registry.backup.snapshot import backup
 from registry.models import Blob, Manifest, Repository
-from registry.restore import RestoreError, restore
 from registry.storage import StorageError, blob_store
 from tests import backups, oci, ocilayout
 from tests.s3server import S3Server

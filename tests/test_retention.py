@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from registry import gc, retention
+from registry.gc import collect as gc
+from registry.gc import retention
 from registry.models import Manifest, RetentionRule, Tag
 from tests import oci
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from registry import gc
-from registry.backup import backup
+from registry.backup.restore import restore
+from registry.backup.snapshot import backup
+from registry.gc import collect as gc
+from registry.gc.verify import verify
 from registry.models import Blob, Upload
-from registry.restore import restore
 from registry.storage import blob_store
-from registry.verify import verify
 from tests import backups, oci
 
 pytestmark = [pytest.mark.django_db, pytest.mark.all_backends]

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from registry import gc
-from registry.backup import backup
+from registry.backup.restore import restore
+from registry.backup.snapshot import backup
+from registry.gc import collect as gc
+from registry.gc.verify import verify
 from registry.models import AbsentReference, Blob, Manifest, ManifestBlob, ManifestChild
-from registry.restore import restore
-from registry.verify import verify
 from tests import backups, oci
 
 pytestmark = pytest.mark.django_db

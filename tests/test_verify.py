@@ -7,9 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from registry.gc.verify import verify
 from registry.models import Blob
 from registry.storage import blob_store
-from registry.verify import verify
 from tests import oci
 
 pytestmark = pytest.mark.django_db

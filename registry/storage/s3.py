@@ -82,7 +82,7 @@ from registry.storage.base import (
 from registry.storage.s3_errors import body_chunks, boto_errors
 from registry.storage.s3_errors import storage_errors as _storage_errors
 
-__all__ = ["S3Store", "boto_errors"]  # boto_errors: registry.backup_s3 imports it from here
+__all__ = ["S3Store", "boto_errors"]  # boto_errors: registry.backup.s3 imports it from here
 
 log = logging.getLogger(__name__)
 

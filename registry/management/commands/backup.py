@@ -1,6 +1,6 @@
 """``manage.py backup DEST``: a consistent, incremental backup, taken while the registry serves.
 
-The work is ``registry.backup``'s. Exit status: 0 backed up; 1 failed (DEST
+The work is ``registry.backup.snapshot``'s. Exit status: 0 backed up; 1 failed (DEST
 unwritable, full or unreachable, a blob unreadable or corrupt in the store);
 75 (sysexits' EX_TEMPFAIL: run it again later) a gc was deleting blobs for
 longer than ``--wait``. Unless 0, DEST holds no new backup.
@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crow.env import parse_duration
 from registry import locks, progress
-from registry.backup import BackupError, backup
+from registry.backup.snapshot import BackupError, backup
 
 
 class Command(BaseCommand):

@@ -13,7 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crow.env import parse_duration
-from registry import gc, locks, progress
+from registry import locks, progress
+from registry.gc import collect as gc
 from registry.models import Repository
 
 

@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crow.env import parse_duration
-from registry.purge import purge_uploads
+from registry.gc.purge import purge_uploads
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""``manage.py restore SRC``: rebuild the registry from a backup, after verifying it (``registry.restore``).
+"""``manage.py restore SRC``: rebuild the registry from a backup, after verifying it (``registry.backup``).
 
 Exit status: 0 restored; 1 failed part way (nothing kept); 3 the backup is
 incomplete or damaged (nothing changed); 4 the installation is not empty and
@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import progress
-from registry.restore import RestoreError, RestoreRefused, restore
+from registry.backup.restore import RestoreError, RestoreRefused, restore
 
 
 class Command(BaseCommand):

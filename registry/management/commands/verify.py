@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import progress
+from registry.gc.verify import verify
 from registry.models import Repository
-from registry.verify import verify
 
 
 class Command(BaseCommand):

@@ -12,8 +12,8 @@ first.
 from collections.abc import Iterator
 from typing import Any
 
-from registry.backup_format import METADATA, OCI_LAYOUT, FormatError, decode
-from registry.backup_layout import CorruptBlob, Layout, LayoutError, verified
+from registry.backup.format import METADATA, OCI_LAYOUT, FormatError, decode
+from registry.backup.layout import CorruptBlob, Layout, LayoutError, verified
 from registry.progress import Phase, Progress
 
 SHOWN_PROBLEMS = 20

@@ -10,7 +10,7 @@
    (backups are incremental); every copied blob is hashed as it streams and
    put in place only if it matches its digest.
 3. Write ``oci-layout``, ``index.json`` and, last, ``crow-backup.json``
-   (``registry.backup_format`` documents them), each to a temporary name
+   (``registry.backup.format`` documents them), each to a temporary name
    renamed into place. Until the metadata file is there, DEST holds no new
    backup; if it held an older one, that one stays complete (blobs are only
    ever added, unless ``prune`` is asked for after a successful backup).
@@ -35,8 +35,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from registry import backup_access, locks
-from registry.backup_format import (
+from registry import locks
+from registry.backup import accounts
+from registry.backup.format import (
     FORMAT,
     INDEX,
     METADATA,
@@ -46,7 +47,8 @@ from registry.backup_format import (
     index_document,
     version_for,
 )
-from registry.backup_layout import CorruptBlob, Layout, LayoutError, open_layout
+from registry.backup.layout import CorruptBlob, Layout, LayoutError
+from registry.backup.locations import open_layout
 from registry.models import (
     AbsentReference,
     Blob,
@@ -122,7 +124,7 @@ def backup(
     progress = progress or Progress()
     report = BackupReport()
     try:
-        layout = open_layout(destination) if isinstance(destination, str) else destination
+        layout = open_layout(destination)
     except LayoutError as exc:
         raise BackupError(str(exc)) from exc
     try:
@@ -255,7 +257,7 @@ def _read(
         "created": created,
         "blobs": [],  # filled in once copied: a blob gc deleted meanwhile may be left out
         "repositories": sorted(repositories.values(), key=lambda repository: repository["name"]),
-        **backup_access.dump(),
+        **accounts.dump(),
     }
     return metadata, {pk: blob for pk, blob in blobs.items() if pk in used}
 

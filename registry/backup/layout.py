@@ -6,6 +6,9 @@ fsyncs it and renames it into place; S3 shows an object only once its upload
 completes. A blob is hashed while it streams in and is only put in place if
 its digest and size are the ones expected (``CorruptBlob`` otherwise), so a
 layout never holds a blob under the wrong name.
+
+This module holds the interface and the directory; ``registry.backup.s3`` the
+bucket, and ``registry.backup.locations`` picks one for a location.
 """
 
 import errno
@@ -19,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from registry.backup_format import blob_path
+from registry.backup.format import blob_path
 
 CHUNK = 1024 * 1024
 TEMP_DIR = ".crow-tmp"
@@ -96,14 +99,6 @@ class Layout(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release what ``prepare`` took."""
-
-
-def open_layout(location: str) -> Layout:
-    if location.startswith("s3://"):
-        from registry.backup_s3 import S3Layout
-
-        return S3Layout.from_url(location)
-    return DirectoryLayout(Path(location))
 
 
 class DirectoryLayout(Layout):

@@ -1,7 +1,7 @@
-"""``restore(SRC)``: rebuild a registry from a backup (``registry.backup_format``).
+"""``restore(SRC)``: rebuild a registry from a backup (``registry.backup.format``).
 
 1. Into a non-empty installation it refuses unless ``merge`` is asked for.
-2. ``registry.restore_check`` verifies the whole backup (every digest, size
+2. ``registry.backup.check`` verifies the whole backup (every digest, size
    and reference) and refuses a damaged or incomplete one, naming what is
    wrong, before anything changes.
 3. The blobs the installation lacks are written through the configured blob
@@ -17,7 +17,7 @@ Merging adds what is missing and keeps every existing row as it is: a
 repository, blob or manifest that exists is left alone; a tag that exists
 keeps pointing where it points, even if the backup's points elsewhere (each
 such conflict is reported); users, groups, robots and rules as
-``registry.backup_access`` says.
+``registry.backup.accounts`` says.
 """
 
 import contextlib
@@ -29,8 +29,11 @@ from typing import Any
 
 from django.db import transaction
 
-from registry import backup_access, locks, sparse
-from registry.backup_layout import CorruptBlob, Layout, LayoutError, open_layout, verified
+from registry import locks, sparse
+from registry.backup import accounts
+from registry.backup.check import RestoreRefused, read_metadata, verify
+from registry.backup.layout import CorruptBlob, Layout, LayoutError, verified
+from registry.backup.locations import open_layout
 from registry.models import (
     AbsentReference,
     Blob,
@@ -42,7 +45,6 @@ from registry.models import (
     Tag,
 )
 from registry.progress import Phase, Progress
-from registry.restore_check import RestoreRefused, read_metadata, verify
 from registry.storage import BlobStore, StorageError, blob_store
 
 BATCH = 500
@@ -101,7 +103,7 @@ def _restore(source: str | Layout, merge: bool, progress: Progress | None) -> Re
     started = time.monotonic()
     progress = progress or Progress()
     try:
-        layout = open_layout(source) if isinstance(source, str) else source
+        layout = open_layout(source)
         metadata = read_metadata(layout)
     except LayoutError as exc:
         raise RestoreError(f"cannot read the backup: {exc}") from exc
@@ -131,7 +133,7 @@ def existing_rows() -> dict[str, int]:
         "blobs": Blob.objects.count(),
         "manifests": Manifest.objects.count(),
     }
-    return {kind: n for kind, n in counts.items() if n} | backup_access.count_existing()
+    return {kind: n for kind, n in counts.items() if n} | accounts.count_existing()
 
 
 def _store_blobs(
@@ -204,7 +206,7 @@ def _load(layout: Layout, metadata: dict[str, Any], stored: dict[str, str], repo
     repository_ids = dict(Repository.objects.values_list("name", "id"))
     for repository in metadata["repositories"]:
         _load_repository(layout, repository, repository_ids[repository["name"]], blob_ids, report)
-    report.access, notes = backup_access.load(metadata)
+    report.access, notes = accounts.load(metadata)
     report.notes += notes
 
 

@@ -1,7 +1,7 @@
 """Who may do what, in a backup: users, groups, grants, public patterns, robots, retention rules.
 
 ``dump()`` reads them (inside the backup's snapshot transaction) into the
-JSON-able lists that ``registry.backup_format`` documents; ``load()`` writes
+JSON-able lists that ``registry.backup.format`` documents; ``load()`` writes
 them back (inside the restore's transaction). Passwords and robot secrets
 travel as the hashes the database holds, so nobody's credentials change and
 no secret is ever in a backup.

@@ -8,9 +8,9 @@ failure: it is counted as gone.
 """
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 
+from registry.gc.report import Report
 from registry.models import Blob
 from registry.progress import Progress
 from registry.storage import StorageError, blob_store
@@ -30,12 +30,12 @@ class Problem:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(Report):
+    DID = WOULD = "verified"  # verify changes nothing: a dry run would be the same run
+
     blobs: int = 0
-    bytes: int = 0
     gone: int = 0  # deleted while we checked
     problems: list[Problem] = field(default_factory=list)
-    seconds: float = 0.0
 
     @property
     def missing(self) -> list[Problem]:
@@ -45,11 +45,11 @@ class VerifyReport:
     def corrupt(self) -> list[Problem]:
         return [problem for problem in self.problems if problem.kind == "corrupt"]
 
-    def summary(self) -> str:
+    def counts(self) -> str:
         unreadable = len(self.problems) - len(self.missing) - len(self.corrupt)
         return (
-            f"verified {self.blobs} blobs, {self.bytes} bytes: {len(self.missing)} missing,"
-            f" {len(self.corrupt)} corrupt, {unreadable} unreadable in {self.seconds:.1f}s"
+            f"{self.blobs} blobs, {self.bytes} bytes: {len(self.missing)} missing,"
+            f" {len(self.corrupt)} corrupt, {unreadable} unreadable"
         )
 
 
@@ -58,13 +58,17 @@ def verify(
 ) -> VerifyReport:
     """Check the blobs of ``repository`` (all when None), or ``sample`` of them chosen at random."""
     progress = progress or Progress()
-    started = time.monotonic()
-    blobs = Blob.objects.all()
-    if repository is not None:
-        blobs = blobs.filter(repositories__name=repository)
-    blobs = blobs.order_by("?")[:sample] if sample is not None else blobs.order_by("id")
-    rows = list(blobs.values_list("id", "digest", "size", "key"))
     report = VerifyReport()
+    with report.timed():
+        blobs = Blob.objects.all()
+        if repository is not None:
+            blobs = blobs.filter(repositories__name=repository)
+        blobs = blobs.order_by("?")[:sample] if sample is not None else blobs.order_by("id")
+        _check_all(list(blobs.values_list("id", "digest", "size", "key")), report, progress)
+    return report
+
+
+def _check_all(rows: list[tuple[int, str, int, str]], report: VerifyReport, progress: Progress) -> None:
     with progress.phase("verify", len(rows)) as phase:
         for blob_id, digest, size, key in rows:
             problem = _check(digest, size, key)
@@ -77,8 +81,6 @@ def verify(
                     report.problems.append(problem)
                     progress.note(str(problem))
             phase.advance()
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def _check(digest: str, size: int, key: str) -> Problem | None:

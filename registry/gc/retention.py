@@ -19,6 +19,7 @@ keeps them.
 
 import logging
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,6 +27,7 @@ from registry.auth import patterns
 from registry.models import Repository, RetentionRule, Tag
 
 log = logging.getLogger(__name__)
+BATCH = 500  # repositories per statement
 
 
 @dataclass(frozen=True)
@@ -94,22 +96,37 @@ def plan(now: datetime, repository: str | None = None) -> RetentionPlan:
     repositories = Repository.objects.filter(patterns.q([rule.pattern for rule in rules]))
     if repository is not None:
         repositories = repositories.filter(name=repository)
+    managed: dict[int, tuple[str, list[_Rule]]] = {}  # repositories whose tags some rule may expire
     for repository_id, name in repositories.order_by("name").values_list("id", "name"):
         covering = [rule for rule in rules if patterns.matches(rule.pattern, name)]
         untagged = [rule.untagged_after for rule in covering if rule.untagged_after is not None]
         if untagged:
             result.untagged_after[repository_id] = max(untagged)
         if any(rule.keep_latest is not None or rule.max_age is not None for rule in covering):
-            result.tags += _expired_tags(repository_id, name, covering, now)
+            managed[repository_id] = (name, covering)
+    tags = _tags(list(managed))
+    for repository_id, (name, covering) in managed.items():  # by name
+        result.tags += _expired_tags(name, tags.get(repository_id, []), covering, now)
     return result
 
 
-def _expired_tags(repository_id: int, name: str, rules: list[_Rule], now: datetime) -> list[ExpiredTag]:
-    tags = list(
-        Tag.objects.filter(repository_id=repository_id)
-        .order_by("-updated", "-id")
-        .values_list("id", "name", "manifest_id", "updated")
-    )
+def _tags(repositories: list[int]) -> dict[int, list[tuple[int, str, int, datetime]]]:
+    """Each repository's tags, newest first: a statement per batch of repositories, not per repository."""
+    found: dict[int, list[tuple[int, str, int, datetime]]] = defaultdict(list)
+    for start in range(0, len(repositories), BATCH):
+        rows = (
+            Tag.objects.filter(repository_id__in=repositories[start : start + BATCH])
+            .order_by("repository_id", "-updated", "-id")
+            .values_list("repository_id", "id", "name", "manifest_id", "updated")
+        )
+        for repository_id, *tag in rows.iterator(chunk_size=10_000):
+            found[repository_id].append(tuple(tag))
+    return found
+
+
+def _expired_tags(
+    name: str, tags: list[tuple[int, str, int, datetime]], rules: list[_Rule], now: datetime
+) -> list[ExpiredTag]:
     protected = [rule.protected for rule in rules if rule.protected is not None]
     expired: dict[int, ExpiredTag] = {}
     for rule in rules:

@@ -2,13 +2,15 @@
 
 One run, under a lock that one run at a time holds, goes through four phases:
 
-1. *Retention*: the tags that retention rules expire go (``registry.retention``).
-2. *Manifests* (``--untagged``, or a rule's ``untagged_after_days``): per
+1. *Retention*: the tags that retention rules expire go (``registry.gc.retention``).
+2. *Manifests* (``--untagged``, or a rule's ``untagged_after_days``): in each
    repository, a manifest is kept when a tag names it, when a kept index lists
    it (transitively), when its subject is kept (a referrer: signatures, SBOMs;
-   unless ``delete_referrers``), or when it is younger than the limit. The rest
+   unless ``delete_referrers``), or when it is younger than the limit. The mark
+   runs over all repositories at once, from the untagged manifests' side, so
+   its cost follows them, not the number of repositories or tags. The rest
    go parents and subjects first, in batches, each re-checked under row locks
-   that nothing references it now (``registry.untagged``). A manifest takes its
+   that nothing references it now (``registry.gc.untagged``). A manifest takes its
    own outgoing reference rows with it, never what they reference.
 3. *Blobs*: a blob goes when no manifest in any repository references it
    (an absent reference of a sparse manifest, ``registry.sparse``, counts: the
@@ -22,7 +24,7 @@ One run, under a lock that one run at a time holds, goes through four phases:
    last word against a concurrent manifest ``PUT``: of the two transactions,
    one fails, and gc keeps a blob whose transaction failed. A push that loses
    gets ``MANIFEST_BLOB_UNKNOWN`` and uploads again.
-4. *Storage sweep* (``registry.sweep``): objects no row knows, older than the
+4. *Storage sweep* (``registry.gc.sweep``): objects no row knows, older than the
    grace period, go: blobs whose row a killed or failed run already deleted,
    and leftovers of upload sessions whose row is gone. Blob keys are never
    reused (each names its upload), so deleting an old key never touches the
@@ -40,16 +42,18 @@ backup reads every tag and manifest inside its snapshot.
 """
 
 import contextlib
-import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from registry import locks, retention, sweep, untagged
+from registry import locks
+from registry.gc import retention, sweep, untagged
+from registry.gc.report import Report
 from registry.models import AbsentReference, Blob, ManifestBlob, Repository, RepositoryBlob
 from registry.progress import Progress
 
@@ -71,32 +75,30 @@ class GcOptions:
 
 
 @dataclass
-class GcReport:
+class GcReport(Report):
+    DID, WOULD, FAILED = "gc deleted", "gc would delete", "failures"
+
     tags: int = 0
     manifests: int = 0
     blobs: int = 0
     objects: int = 0  # swept from storage: no row knew them
-    bytes: int = 0
-    failed: list[str] = field(default_factory=list)
     deferred: str = ""  # why blobs and unknown objects were not deleted this time, if they were not
-    seconds: float = 0.0
 
-    def summary(self, dry_run: bool) -> str:
-        verb = "would delete" if dry_run else "deleted"
-        failed = f", {len(self.failed)} failures" if self.failed else ""
-        deferred = f"; {self.deferred}" if self.deferred else ""
+    def counts(self) -> str:
         return (
-            f"gc {verb} {self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
-            f" {self.objects} unknown objects: {self.bytes} bytes{failed} in {self.seconds:.1f}s{deferred}"
+            f"{self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
+            f" {self.objects} unknown objects: {self.bytes} bytes"
         )
+
+    def remark(self) -> str:
+        return f"; {self.deferred}" if self.deferred else ""
 
 
 def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
     """One garbage collection; raises ``GcBusy`` if another one runs (a dry run takes no lock)."""
     progress = progress or Progress()
-    started = time.monotonic()
     report = GcReport()
-    with contextlib.nullcontext() if options.dry_run else exclusive():
+    with report.timed(), contextlib.nullcontext() if options.dry_run else exclusive():
         now = timezone.now()
         cutoff = now - options.grace_period
         plan = retention.plan(now, options.repository)
@@ -115,7 +117,6 @@ def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
         else:
             with deleting:
                 _delete_unused(options, now, cutoff, doomed, report, progress)
-    report.seconds = time.monotonic() - started
     return report
 
 
@@ -131,8 +132,8 @@ def _delete_unused(
     undeleted = _collect_blobs(options, cutoff, doomed, report, progress)
     if options.repository is None:
         swept = sweep.sweep_storage(options.dry_run, now, cutoff, undeleted, progress)
-        report.objects, report.failed = swept.objects, report.failed + swept.failed
-        report.bytes += swept.bytes
+        report.objects = swept.objects
+        report.add(swept)
 
 
 @contextlib.contextmanager
@@ -169,29 +170,52 @@ def _collect_manifests(
     report: GcReport,
     progress: Progress,
 ) -> set[int]:
-    """Untagged manifests, repository by repository; returns the ids that went (or would go)."""
-    repositories = Repository.objects.order_by("name")
-    if options.repository is not None:
-        repositories = repositories.filter(name=options.repository)
+    """Untagged manifests, in every repository at once; returns the ids that went (or would go)."""
     dropped = plan.tag_ids if options.dry_run else set()  # a dry run deleted no tag: pretend
-    work = []  # (repository, limit, batch), batches in the order they may go
-    for repository_id, name in repositories.values_list("id", "name"):
-        limit = cutoff if options.untagged else None
-        if limit is None and repository_id in plan.untagged_after:
-            limit = min(cutoff, now - plan.untagged_after[repository_id])
-        if limit is not None:
-            levels = untagged.unreachable(repository_id, limit, dropped, options.delete_referrers)
-            work += [(name, limit, batch) for level in levels for batch in _chunked(level, BATCH)]
+    work = []  # (limit, batch), batches in the order they may go
+    for limit, repositories in _untagged_limits(options, plan, now, cutoff):
+        levels = untagged.unreachable(limit, repositories, dropped, options.delete_referrers)
+        work += [(limit, batch) for level in levels for batch in _chunked(level, BATCH)]
+    names = _repository_names({row.repository_id for _, batch in work for row in batch})
     doomed: set[int] = set()
-    with progress.phase("manifests", sum(len(batch) for _, _, batch in work)) as phase:
-        for name, limit, batch in work:
+    with progress.phase("manifests", sum(len(batch) for _, batch in work)) as phase:
+        for limit, batch in work:
             gone = batch if options.dry_run else untagged.delete(batch, limit, options.delete_referrers)
             for row in gone:
-                progress.note(f"manifest {name}@{row.digest} {row.size} bytes")
+                progress.note(f"manifest {names[row.repository_id]}@{row.digest} {row.size} bytes")
                 doomed.add(row.id)
             phase.advance(len(batch))
     report.manifests = len(doomed)
     return doomed
+
+
+def _untagged_limits(
+    options: GcOptions, plan: retention.RetentionPlan, now: datetime, cutoff: datetime
+) -> list[tuple[datetime, list[int] | None]]:
+    """(limit, repository ids or None for all): untagged manifests created before the limit go there.
+
+    ``--untagged``: the grace period's cutoff, everywhere. Otherwise the
+    retention rules' ``untagged_after_days`` of each repository they cover
+    (never less than the grace period), grouped by limit: as many groups as
+    distinct delays, however many repositories.
+    """
+    if options.untagged:
+        if options.repository is None:
+            return [(cutoff, None)]
+        return [
+            (cutoff, list(Repository.objects.filter(name=options.repository).values_list("id", flat=True)))
+        ]
+    by_limit: dict[datetime, list[int]] = defaultdict(list)
+    for repository_id, delay in plan.untagged_after.items():
+        by_limit[min(cutoff, now - delay)].append(repository_id)
+    return [(limit, sorted(ids)) for limit, ids in sorted(by_limit.items())]
+
+
+def _repository_names(ids: set[int]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    for chunk in _chunked(sorted(ids), BATCH):
+        names.update(Repository.objects.filter(id__in=chunk).values_list("id", "name"))
+    return names
 
 
 # --- Blobs ----------------------------------------------------------------------

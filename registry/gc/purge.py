@@ -9,9 +9,8 @@ tail object) before the row goes, so a failure leaves the row to retry.
 """
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Q
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from registry import uploads
 from registry.errors import RegistryError
+from registry.gc.report import Report
 from registry.models import Upload
 from registry.storage import StorageError, blob_store
 
@@ -26,16 +26,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PurgeReport:
-    uploads: int = 0
-    bytes: int = 0
-    failed: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+class PurgeReport(Report):
+    DID, WOULD = "purged", "would purge"
 
-    def summary(self, dry_run: bool) -> str:
-        verb = "would purge" if dry_run else "purged"
-        failed = f", {len(self.failed)} failed" if self.failed else ""
-        return f"{verb} {self.uploads} uploads, {self.bytes} bytes{failed} in {self.seconds:.1f}s"
+    uploads: int = 0
+
+    def counts(self) -> str:
+        return f"{self.uploads} uploads, {self.bytes} bytes"
 
 
 def abandoned(older_than: timedelta) -> "list[Upload]":
@@ -51,27 +48,30 @@ def abandoned(older_than: timedelta) -> "list[Upload]":
 def purge_uploads(
     older_than: timedelta, dry_run: bool = False, progress: Callable[[Upload], None] | None = None
 ) -> PurgeReport:
-    started = time.monotonic()
     report = PurgeReport()
-    for upload in abandoned(older_than):
-        if progress:
-            progress(upload)
-        try:
-            # What the store holds for it, not its saved offset: a write that died left more, or less.
-            size = blob_store().stored_size(upload.id.hex, upload.storage_state)
-        except StorageError as exc:
-            log.warning("could not measure upload %s: %s", upload.id.hex, exc)
-            size = 0
-        if not dry_run:
-            try:
-                uploads.cancel_claimed(upload)
-            except RegistryError:
-                continue  # a client took it up again, or another purge got there first
-            except StorageError as exc:
-                log.warning("could not purge upload %s: %s", upload.id.hex, exc)
-                report.failed.append(upload.id.hex)
-                continue
-        report.uploads += 1
-        report.bytes += size
-    report.seconds = time.monotonic() - started
+    with report.timed():
+        for upload in abandoned(older_than):
+            if progress:
+                progress(upload)
+            _purge(upload, dry_run, report)
     return report
+
+
+def _purge(upload: Upload, dry_run: bool, report: PurgeReport) -> None:
+    try:
+        # What the store holds for it, not its saved offset: a write that died left more, or less.
+        size = blob_store().stored_size(upload.id.hex, upload.storage_state)
+    except StorageError as exc:
+        log.warning("could not measure upload %s: %s", upload.id.hex, exc)
+        size = 0
+    if not dry_run:
+        try:
+            uploads.cancel_claimed(upload)
+        except RegistryError:
+            return  # a client took it up again, or another purge got there first
+        except StorageError as exc:
+            log.warning("could not purge upload %s: %s", upload.id.hex, exc)
+            report.failed.append(upload.id.hex)
+            return
+    report.uploads += 1
+    report.bytes += size

@@ -9,9 +9,10 @@ row is being pushed, and is left alone; so is anything not named so.
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from registry.gc.report import Report
 from registry.models import Blob, Upload
 from registry.progress import Progress
 from registry.storage import StorageError, blob_store
@@ -24,10 +25,13 @@ LEFTOVER_MIN_AGE = timedelta(minutes=1)
 
 
 @dataclass
-class SweepReport:
+class SweepReport(Report):
+    DID, WOULD = "swept", "would sweep"
+
     objects: int = 0
-    bytes: int = 0
-    failed: list[str] = field(default_factory=list)
+
+    def counts(self) -> str:
+        return f"{self.objects} unknown objects: {self.bytes} bytes"
 
 
 def delete_objects(keys: list[str]) -> dict[str, StorageError]:

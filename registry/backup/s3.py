@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from registry.backup_format import blob_path
-from registry.backup_layout import CHUNK, Layout, LayoutError, verified
+from registry.backup.format import blob_path
+from registry.backup.layout import CHUNK, Layout, LayoutError, verified
 from registry.storage.s3 import S3Store, boto_errors
 
 PART_SIZE = 16 * 1024 * 1024
