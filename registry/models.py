@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from registry.auth import patterns
+from registry import patterns
 
 
 class RepositoryManager(models.Manager["Repository"]):

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from registry.auth import patterns
+from registry import patterns
 from registry.models import Repository, RetentionRule, Tag
 
 log = logging.getLogger(__name__)
