@@ -25,12 +25,6 @@ class RepositoryManager(models.Manager["Repository"]):
             repository = self.get(name=name)
         return repository
 
-    def page(self, n: int, last: str | None) -> list[str]:
-        names = self.order_by("name").values_list("name", flat=True)
-        if last:
-            names = names.filter(name__gt=last)
-        return list(names[:n])
-
 
 class Repository(models.Model):
     name = models.CharField(max_length=255, unique=True)
