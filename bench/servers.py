@@ -136,7 +136,7 @@ def crow(
 ) -> Iterator[Server]:
     """CRoW on a database created for this run and dropped after it, whatever happens.
 
-    ``extra`` adds or overrides environment variables (``bench.hotpath`` compares settings with it);
+    ``extra`` adds or overrides environment variables (``bench.hot_reads`` compares settings with it);
     ``server`` is ``gunicorn`` (production) or ``granian``; ``database`` defaults to ``DATABASE``.
     """
     database = database or DATABASE

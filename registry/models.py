@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from registry.auth import patterns
+from registry import patterns
 
 
 class RepositoryManager(models.Manager["Repository"]):
@@ -24,12 +24,6 @@ class RepositoryManager(models.Manager["Repository"]):
             self.bulk_create([Repository(name=name)], ignore_conflicts=True)
             repository = self.get(name=name)
         return repository
-
-    def page(self, n: int, last: str | None) -> list[str]:
-        names = self.order_by("name").values_list("name", flat=True)
-        if last:
-            names = names.filter(name__gt=last)
-        return list(names[:n])
 
 
 class Repository(models.Model):

@@ -12,8 +12,6 @@ NAME = rf"{NAME_COMPONENT}(?:/{NAME_COMPONENT})*"
 TAG = r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}"
 # Only the algorithms the spec registers; both with lowercase hex of their exact length.
 DIGEST = r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}"
-# Any digest the grammar allows, to tell "malformed" from "unsupported".
-DIGEST_GRAMMAR = r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+"
 REFERENCE = rf"(?:{DIGEST})|(?:{TAG})"
 UPLOAD_ID = r"[0-9a-f]{32}"
 
@@ -22,7 +20,6 @@ NAME_MAX_LENGTH = 255
 _name = re.compile(rf"^{NAME}$")
 _tag = re.compile(rf"^{TAG}$")
 _digest = re.compile(rf"^(?:{DIGEST})$")
-_upload_id = re.compile(rf"^{UPLOAD_ID}$")
 
 
 def is_name(value: str) -> bool:
@@ -35,10 +32,6 @@ def is_tag(value: str) -> bool:
 
 def is_digest(value: str) -> bool:
     return bool(_digest.fullmatch(value))
-
-
-def is_upload_id(value: str) -> bool:
-    return bool(_upload_id.fullmatch(value))
 
 
 @dataclass(frozen=True)

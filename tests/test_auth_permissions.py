@@ -7,7 +7,8 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
-from registry.auth import patterns, robots
+from registry import patterns
+from registry.auth import robots
 from registry.auth.models import PULL, PUSH, Robot
 from registry.models import Repository, RepositoryBlob
 from tests import access, oci

@@ -1,6 +1,6 @@
 """Access rules: grants to users and groups, public repositories, robot accounts.
 
-Repositories are named by patterns (``registry.auth.patterns``), so a rule may
+Repositories are named by patterns (``registry.patterns``), so a rule may
 name a repository that does not exist yet: a grant on ``team/*`` lets its
 holder push the first image of ``team/new``.
 """
@@ -14,7 +14,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from registry.auth import patterns
+from registry import patterns
 
 PULL, PUSH, DELETE = "pull", "push", "delete"
 ACTIONS = (PULL, PUSH, DELETE)

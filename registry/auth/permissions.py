@@ -17,8 +17,7 @@ from functools import reduce
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from registry import references
-from registry.auth import patterns
+from registry import patterns, references
 from registry.auth.identity import Identity
 from registry.auth.models import ACTIONS, PULL, Grant, PublicPattern
 from registry.models import Repository

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from registry.auth import patterns
+from registry import patterns
 from registry.auth.models import ACTIONS, Grant, PublicPattern, Robot
 from registry.models import Repository, Tag
 

@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from registry.auth import patterns
+from registry import patterns
 from registry.models import Repository, RetentionRule, Tag
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
-import registry.auth.patterns
+import registry.patterns
 from django.conf import settings
 from django.db import migrations, models
 
@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
             name='PublicPattern',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pattern', models.CharField(help_text='team/app, team/* or *', max_length=257, unique=True, validators=[registry.auth.patterns.validate])),
+                ('pattern', models.CharField(help_text='team/app, team/* or *', max_length=257, unique=True, validators=[registry.patterns.validate])),
                 ('created', models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('may_push', models.BooleanField(default=False, verbose_name='push')),
                 ('may_delete', models.BooleanField(default=False, verbose_name='delete')),
                 ('name', models.CharField(max_length=64, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9]+(?:[._-][a-z0-9]+)*$', 'lowercase letters, digits and . _ - between them')])),
-                ('patterns', models.TextField(help_text='Repository patterns, one per line: team/app or team/*', validators=[registry.auth.patterns.validate_list])),
+                ('patterns', models.TextField(help_text='Repository patterns, one per line: team/app or team/*', validators=[registry.patterns.validate_list])),
                 ('description', models.CharField(blank=True, default='', max_length=255)),
                 ('secret_hash', models.CharField(editable=False, max_length=64)),
                 ('expires', models.DateTimeField(blank=True, help_text='Empty: never', null=True)),
@@ -57,7 +57,7 @@ class Migration(migrations.Migration):
                 ('may_pull', models.BooleanField(default=True, verbose_name='pull')),
                 ('may_push', models.BooleanField(default=False, verbose_name='push')),
                 ('may_delete', models.BooleanField(default=False, verbose_name='delete')),
-                ('pattern', models.CharField(help_text='team/app, team/* or *', max_length=257, validators=[registry.auth.patterns.validate])),
+                ('pattern', models.CharField(help_text='team/app, team/* or *', max_length=257, validators=[registry.patterns.validate])),
                 ('created', models.DateTimeField(default=django.utils.timezone.now)),
                 ('group', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='grants', to='auth.group')),
                 ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='grants', to=settings.AUTH_USER_MODEL)),

@@ -1,8 +1,8 @@
 """The hot reads alone: manifest GET by tag and blob HEAD, CRoW against the reference, in a minute.
 
-    .venv/bin/python -m bench.hotpath                          # both servers, 3 repetitions of 5 s
-    .venv/bin/python -m bench.hotpath --crow-only --set CROW_ACCESS_LOG=1
-    .venv/bin/python -m bench.hotpath --granian                # a third column: CRoW on granian
+    .venv/bin/python -m bench.hot_reads                          # both servers, 3 repetitions of 5 s
+    .venv/bin/python -m bench.hot_reads --crow-only --set CROW_ACCESS_LOG=1
+    .venv/bin/python -m bench.hot_reads --granian                # a third column: CRoW on granian
 
 The full benchmark (``python -m bench``) takes ten minutes; this runs only its
 load rows, on the same servers and clients (wrk for GET, ``ab -k -i`` for
@@ -109,7 +109,7 @@ def _print(rows: dict[tuple[str, str], list[tuple[float, float]]], extra: dict) 
 
 
 def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.hot_reads", description=__doc__.split("\n")[0])
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
