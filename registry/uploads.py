@@ -238,13 +238,15 @@ def cancel_claimed(upload: Upload) -> None:
         claim.held = False
 
 
-def mount(repository: Repository, digest: str, source: str | None) -> Blob | None:
-    """Link an existing blob into ``repository`` (from ``source``, or from anywhere when None).
+def mount(name: str, digest: str, source: str | None) -> Blob | None:
+    """Link an existing blob into repository ``name``, created if missing (from ``source``, or from
+    anywhere when None).
 
     Under the blob's row lock, as in ``_store_blob``: a blob that garbage
     collection is deleting is waited for and then not found (the client
     uploads it), instead of a link that fails at commit.
     """
+    repository = repositories.get_or_create(name)
     with transaction.atomic():
         blob = blobs.locked(digest, source)
         if blob is not None:
