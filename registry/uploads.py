@@ -9,9 +9,9 @@ the client exactly once; a chunk that does not start at the stored offset is
 refused with 416 whatever the client claims; a body that breaks off commits
 nothing.
 
-A claim is a lease (``CROW_UPLOAD_LEASE``, seconds), renewed every third of it
-while bytes flow, so a writer that died frees its upload within seconds and a
-slow but steady one keeps it. A request that loses its claim (it stalled past
+A claim is a lease (``CROW_UPLOAD_LEASE``, seconds; ``registry.claims``),
+renewed every third of it while bytes flow, so a writer that died frees its
+upload within seconds and a slow but steady one keeps it. A request that loses its claim (it stalled past
 the lease and another took over, or the upload was committed or cancelled) is
 fenced by the store: no byte it still holds reaches the upload or the blob
 (``registry.storage.upload_files``; S3: every object it writes is its own).
@@ -38,54 +38,30 @@ headers.
 """
 
 import contextlib
-import logging
-import math
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from registry import errors, hashing
+from registry import claims, errors, hashing
+from registry.claims import Claim, fenced, quietly
 from registry.db import blobs, repositories
 from registry.db import uploads as sessions
 from registry.errors import RegistryError
 from registry.models import Blob, Repository, Upload
-from registry.storage import Fenced, StorageError, WriteClaim, blob_store
-
-log = logging.getLogger(__name__)
-TAKEN_OVER = "the upload was taken over or cancelled"
+from registry.storage import Fenced, StorageError, blob_store
 
 
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.CROW_UPLOAD_LEASE)
-
-
-@dataclass
-class _Claim:
-    id: uuid.UUID
-    # False once the session row was released or deleted: nothing is left to release.
-    held: bool = True
-    # The offset the session had when it was claimed: a failed write is cut back to it.
-    saved_offset: int = 0
-
-    def for_store(self, upload: Upload) -> WriteClaim:
-        return WriteClaim(self.id.hex, lambda: _confirm(upload, self.id))
-
-
-def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
+def start(name: str, claimed: bool = False) -> tuple[Upload, Claim | None]:
     """A new session in repository ``name`` (created if missing); ``claimed`` for the request that
     will write it at once (a monolithic POST)."""
     upload = Upload(hash_state=_hashing().initial_state())
     upload.storage_state = blob_store().start_upload(upload.id.hex)
     claim = None
     if claimed:
-        claim = _Claim(uuid.uuid4())
-        upload.claim, upload.claimed_until = claim.id, timezone.now() + _lease()
+        claim = Claim(uuid.uuid4())
+        upload.claim, upload.claimed_until = claim.id, timezone.now() + claims.lease()
     try:
         for _ in range(3):  # the repository can vanish in between only if an operator deleted it
             repository_id = sessions.insert(upload, name)
@@ -94,17 +70,15 @@ def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
                 return upload, claim
             repositories.create(name)
     except BaseException:
-        _quietly(blob_store().abort, upload.id.hex, upload.storage_state)
+        quietly(blob_store().abort, upload.id.hex, upload.storage_state)
         raise
     blob_store().abort(upload.id.hex, upload.storage_state)
     raise RuntimeError(f"repository {name} was deleted three times while an upload started in it")
 
 
 def find(name: str, upload_id: str) -> Upload:
-    upload = sessions.find(name, upload_id)
-    if upload is None:
-        raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id})
-    return upload
+    """Session ``upload_id`` as it stands (a status GET, a cancel); ``BLOB_UPLOAD_UNKNOWN`` if none."""
+    return claims.find(name, upload_id)
 
 
 def append(
@@ -112,9 +86,9 @@ def append(
 ) -> Upload:
     """Add a chunk: ``chunks``, ``length`` bytes (0: none at all; None: streamed, length unknown),
     starting at ``start`` (from ``Content-Range``, or None for a streamed PATCH)."""
-    with _claimed_by_id(name, upload_id, start) as (upload, claim):
+    with claims.claimed(name, upload_id, start) as (upload, claim):
         hasher = _write(upload, chunks, length, claim)
-        _save(upload, claim)
+        claim.save(upload)
         _hashing().saved(upload, hasher)
     return upload
 
@@ -124,23 +98,23 @@ def finish(
 ) -> Blob:
     """Take the last chunk (as ``append``), verify ``digest`` and make the bytes a blob of the repository."""
     _require_supported(digest)
-    with _claimed_by_id(name, upload_id, start) as (upload, claim):
+    with claims.claimed(name, upload_id, start) as (upload, claim):
         return _finish_claimed(upload, claim, chunks, length, digest)
 
 
 def finish_new(
-    upload: Upload, claim: _Claim, chunks: Iterable[bytes], length: int | None, digest: str
+    upload: Upload, claim: Claim, chunks: Iterable[bytes], length: int | None, digest: str
 ) -> Blob:
     """``finish`` for a session that ``start(claimed=True)`` just opened (a monolithic POST); if it
     fails in any way, the session and its bytes go: no client will resume an upload it never saw."""
     try:
         _require_supported(digest)
-        with _fenced():
+        with fenced():
             return _finish_claimed(upload, claim, chunks, length, digest)
     except BaseException:
         if claim.held:
             claim.held = False
-            _quietly(cancel, upload)
+            quietly(cancel, upload)
         raise
 
 
@@ -154,7 +128,7 @@ def _require_supported(digest: str) -> None:
 
 
 def _finish_claimed(
-    upload: Upload, claim: _Claim, chunks: Iterable[bytes], length: int | None, digest: str
+    upload: Upload, claim: Claim, chunks: Iterable[bytes], length: int | None, digest: str
 ) -> Blob:
     hasher = _write(upload, chunks, length, claim, hashing.algorithm_of(digest))
     computed = _digest(upload, claim, hasher, digest)
@@ -165,8 +139,8 @@ def _finish_claimed(
     return blob
 
 
-def _refuse_digest(upload: Upload, claim: _Claim, digest: str, computed: str) -> None:
-    _confirm(upload, claim.id)  # a request that lost its claim cancels nothing
+def _refuse_digest(upload: Upload, claim: Claim, digest: str, computed: str) -> None:
+    claim.confirm(upload)  # a request that lost its claim cancels nothing
     cancel(upload)
     claim.held = False
     raise RegistryError(
@@ -175,7 +149,7 @@ def _refuse_digest(upload: Upload, claim: _Claim, digest: str, computed: str) ->
     )
 
 
-def _store_blob(upload: Upload, digest: str, claim: _Claim, verify_after_commit: bool = False) -> Blob:
+def _store_blob(upload: Upload, digest: str, claim: Claim, verify_after_commit: bool = False) -> Blob:
     """Commit the bytes and record them as a blob of the repository, in one transaction.
 
     If the blob was already stored (a concurrent upload of the same bytes, or
@@ -196,7 +170,7 @@ def _store_blob(upload: Upload, digest: str, claim: _Claim, verify_after_commit:
     return blob
 
 
-def _verify_committed(upload: Upload, claim: _Claim, key: str, digest: str) -> None:
+def _verify_committed(upload: Upload, claim: Claim, key: str, digest: str) -> None:
     """A digest the store could not compute before the commit (``registry.hashing``): the committed
     bytes, read back; deleted with the session if they do not match, before any row names them."""
     store = blob_store()
@@ -233,8 +207,8 @@ def cancel(upload: Upload) -> None:
 
 def cancel_claimed(upload: Upload) -> None:
     """Cancel an upload no request is writing to (raises ``RegistryError`` if one is, or it moved on)."""
-    with _claimed_by_id(upload.repository.name, upload.id.hex, upload.offset) as (claimed, claim):
-        cancel(claimed)
+    with claims.claimed(upload.repository.name, upload.id.hex, upload.offset) as (session, claim):
+        cancel(session)
         claim.held = False
 
 
@@ -254,74 +228,12 @@ def mount(name: str, digest: str, source: str | None) -> Blob | None:
     return blob
 
 
-@contextmanager
-def _claimed_by_id(name: str, upload_id: str, start: int | None) -> Iterator[tuple[Upload, _Claim]]:
-    """Claim session ``upload_id`` of repository ``name`` (at offset ``start``, if given) and read it,
-    in one UPDATE ... RETURNING; release the claim on the way out unless the session is gone."""
-    claim = _Claim(uuid.uuid4())
-    now = timezone.now()
-    upload = sessions.claim(name, uuid.UUID(upload_id), start, claim.id, now, now + _lease())
-    if upload is None:
-        raise _refusal(name, upload_id, start)
-    claim.saved_offset = upload.offset
-    try:
-        with _fenced():
-            yield upload, claim
-    except BaseException:
-        if claim.held:  # cut back what this request wrote, before another may claim the upload
-            _quietly(blob_store().rollback, upload.id.hex, claim.saved_offset, claim.for_store(upload))
-        raise
-    finally:
-        _release(upload, claim)
-
-
-@contextmanager
-def _fenced() -> Iterator[None]:
-    """The store's ``Fenced`` as the client sees it."""
-    try:
-        yield
-    except Fenced as exc:
-        raise RegistryError(errors.BLOB_UPLOAD_INVALID, TAKEN_OVER, status=416) from exc
-
-
-def _quietly(cleanup: Callable[..., object], *args: object) -> None:
-    """Clean up after a failure, which is what the client hears about; a cleanup that fails is logged
-    (gc's sweep and ``purge_uploads`` take what it left)."""
-    try:
-        cleanup(*args)
-    except Exception:
-        log.warning("could not clean up after a failed upload: %s%r", cleanup.__name__, args, exc_info=True)
-
-
-def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
-    """Why the claim was not won: no such session, a chunk for another offset, or another writer."""
-    current = find(name, upload_id)  # raises BLOB_UPLOAD_UNKNOWN if there is no such session
-    if start is not None and start != current.offset:
-        return _out_of_order(current, f"chunk starts at {start} but the upload has {current.offset} bytes")
-    retry_after = None
-    if current.claimed_until is not None:
-        # When its claim expires, unless renewed.
-        retry_after = max(1, math.ceil((current.claimed_until - timezone.now()).total_seconds()))
-    return _out_of_order(current, "another request is writing to this upload", retry_after)
-
-
-def _release(upload: Upload, claim: _Claim) -> None:
-    if claim.held:
-        sessions.release(upload.id, claim.id)
-        claim.held = False
-
-
-def _out_of_order(upload: Upload, message: str, retry_after: int | None = None) -> RegistryError:
-    position = errors.UploadPosition(upload.repository.name, upload.id.hex, upload.offset, retry_after)
-    return RegistryError(errors.BLOB_UPLOAD_INVALID, message, status=416, upload=position)
-
-
 def _hashing() -> hashing.Strategy:
     return hashing.for_store(blob_store())
 
 
 def _write(
-    upload: Upload, chunks: Iterable[bytes], length: int | None, claim: _Claim, algorithm: str = hashing.FAST
+    upload: Upload, chunks: Iterable[bytes], length: int | None, claim: Claim, algorithm: str = hashing.FAST
 ) -> hashing.Hasher | None:
     """Stream the chunks into storage and their hasher (``registry.hashing``; ``algorithm``: the one a
     finishing request verifies), which it returns; on success the instance holds the new state.
@@ -344,7 +256,7 @@ def _write(
         upload.id.hex,
         upload.storage_state,
         upload.offset,
-        _hashed(counted(), hasher, upload, claim.id),
+        _hashed(counted(), hasher, upload, claim),
         claim.for_store(upload),
     )
     upload.offset += received
@@ -353,7 +265,7 @@ def _write(
     return hasher
 
 
-def _digest(upload: Upload, claim: _Claim, hasher: hashing.Hasher | None, digest: str) -> str | None:
+def _digest(upload: Upload, claim: Claim, hasher: hashing.Hasher | None, digest: str) -> str | None:
     """The upload's digest in ``digest``'s algorithm; None if the store can tell only after the commit."""
     store = blob_store()
 
@@ -361,16 +273,16 @@ def _digest(upload: Upload, claim: _Claim, hasher: hashing.Hasher | None, digest
         chunks = store.read_upload(
             upload.id.hex, upload.storage_state, upload.offset, claim.for_store(upload)
         )
-        return _hashed(chunks, None, upload, claim.id)  # a long read renews the claim too
+        return _hashed(chunks, None, upload, claim)  # a long read renews the claim too
 
     return _hashing().digest(upload, hasher, reread, hashing.algorithm_of(digest))
 
 
 def _hashed(
-    chunks: Iterator[bytes], hasher: hashing.Hasher | None, upload: Upload, claim: uuid.UUID
+    chunks: Iterator[bytes], hasher: hashing.Hasher | None, upload: Upload, claim: Claim
 ) -> Iterator[bytes]:
     """``chunks``, fed to ``hasher`` (if any) on the way, renewing the claim while they last."""
-    renew_every = _lease() / 3
+    renew_every = claims.lease() / 3
     renewed = timezone.now()
     for chunk in chunks:
         if hasher is not None:
@@ -378,22 +290,5 @@ def _hashed(
         yield chunk
         now = timezone.now()
         if now - renewed > renew_every:
-            _renew(upload, claim, now)
+            claim.renew(upload, now)
             renewed = now
-
-
-def _renew(upload: Upload, claim: uuid.UUID, now) -> None:
-    if not sessions.renew(upload.id, claim, now + _lease()):
-        raise Fenced(TAKEN_OVER)
-
-
-def _confirm(upload: Upload, claim: uuid.UUID) -> None:
-    """Raise ``Fenced`` unless ``claim`` still holds the upload (and hold it a lease longer)."""
-    _renew(upload, claim, timezone.now())
-
-
-def _save(upload: Upload, claim: _Claim) -> None:
-    """Store the new state and release the claim, in one UPDATE."""
-    if not sessions.save(upload, claim.id):
-        raise Fenced(TAKEN_OVER)
-    claim.held = False
