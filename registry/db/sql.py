@@ -84,9 +84,9 @@ class Insert:
         self.table = Names(model)
         self.columns = ", ".join(quoted(each.column) for each in self.fields)
 
-    def values(self, rows: int = 1, computed: Mapping[str, str] | None = None) -> str:
-        """``VALUES (%s, ...), ...`` for ``rows`` rows; ``computed``: SQL in place of some placeholders."""
-        row = "(" + ", ".join(self._placeholders(computed or {})) + ")"
+    def values(self, rows: int = 1) -> str:
+        """``INSERT ... VALUES (%s, ...), ...`` for ``rows`` rows."""
+        row = "(" + ", ".join(self._placeholders({})) + ")"
         return f"INSERT INTO {self.table} ({self.columns}) VALUES " + ", ".join([row] * rows)
 
     def select(self, computed: Mapping[str, str], source: str) -> str:
@@ -96,10 +96,10 @@ class Insert:
 
     def update_others(self, constraint: str) -> str:
         """``ON CONFLICT (...) DO UPDATE``: the row replaces every column outside the constraint."""
-        keys = {field(self.model, name).column for name in unique_fields(self.model, constraint)}
-        others = [quoted(each.column) for each in self.fields if each.column not in keys]
+        keys = unique_fields(self.model, constraint)
+        others = [quoted(each.column) for each in self.fields if each.name not in keys]
         sets = ", ".join(f"{column} = EXCLUDED.{column}" for column in others)
-        conflict = Names(self.model).of(*unique_fields(self.model, constraint))
+        conflict = Names(self.model).of(*keys)
         return f"ON CONFLICT ({conflict}) DO UPDATE SET {sets}"
 
     def row(self, given: Mapping[str, Any]) -> dict[str, Any]:
