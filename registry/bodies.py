@@ -4,16 +4,23 @@ A body comes with a ``Content-Length`` or, for the streamed PATCH that
 ``docker push`` sends, with ``Transfer-Encoding: chunked`` and no length
 (gunicorn decodes the chunking; Django alone would see an empty body).
 A body that ends before its declared length means the client went away: it
-raises ``IncompleteBody`` so that nothing of it is committed.
+raises ``IncompleteBody`` (``SIZE_INVALID``) so that nothing of it is
+committed. Domain code gets ``chunks()`` and ``expected``, never the body.
 """
 
 from collections.abc import Iterator
 
 from django.http import HttpRequest
 
+from registry import errors
+from registry.errors import RegistryError
 
-class IncompleteBody(Exception):
-    pass
+
+class IncompleteBody(RegistryError):
+    """The body broke off: what the client sent is refused whole, wherever it was going."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errors.SIZE_INVALID, message)
 
 
 class Body:
@@ -29,6 +36,11 @@ class Body:
     @property
     def empty(self) -> bool:
         return self.length == 0 or (self.length is None and not self.chunked)
+
+    @property
+    def expected(self) -> int | None:
+        """The length domain code is told: 0 for no body at all, None for a stream of unknown length."""
+        return 0 if self.empty else self.length
 
     def chunks(self) -> Iterator[bytes]:
         if self.empty:

@@ -63,12 +63,25 @@ PAGINATION_NUMBER_INVALID = CODES["PAGINATION_NUMBER_INVALID"]
 UNKNOWN = CODES["UNKNOWN"]
 
 
+@dataclass(frozen=True)
+class UploadPosition:
+    """Where an upload stands, told with an error about it: ``registry.responses`` answers with its
+    ``Location``, ``Range`` and ``Docker-Upload-UUID`` (and ``Retry-After`` when another request
+    holds it), so the domain code that raises the error knows nothing of HTTP."""
+
+    name: str
+    upload_id: str
+    offset: int
+    retry_after: int | None = None
+
+
 class RegistryError(Exception):
     """A protocol error: one of the codes above, a message and optional detail.
 
     ``status`` overrides the code's usual HTTP status where the spec asks for
     another one for the same code (416 for an out-of-order chunk, 413 for a
     manifest that is too large, 415 for a media type the registry refuses).
+    ``upload``: the session an upload error is about, for the response's headers.
     """
 
     def __init__(
@@ -78,12 +91,14 @@ class RegistryError(Exception):
         detail: Any = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        upload: UploadPosition | None = None,
     ) -> None:
         self.error = error
         self.message = message or error.message
         self.detail = detail
         self.status = status or error.status
         self.headers = headers or {}
+        self.upload = upload
         super().__init__(f"{error.code}: {self.message}")
 
     def as_json(self) -> dict[str, Any]:

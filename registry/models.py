@@ -3,6 +3,11 @@
 Blobs are global (one row and one stored object per digest); a repository sees
 a blob only through a ``RepositoryBlob`` link, made by a push, a mount or a
 manifest that references it. Manifests keep the exact bytes as pushed.
+
+The protocol's own reads and writes (a pull's lookups, a push's statements)
+are hand-written SQL in ``registry.db``, one function each, built from these
+models' ``_meta``; the managers here hold the ORM queries that have no such
+twin (the admin's, the API's, paging).
 """
 
 import re
@@ -16,22 +21,10 @@ from django.utils import timezone
 from registry import patterns
 
 
-class RepositoryManager(models.Manager["Repository"]):
-    def get_or_create_named(self, name: str) -> "Repository":
-        """The repository called ``name``, created if missing; safe under concurrent pushes."""
-        repository = self.filter(name=name).first()
-        if repository is None:
-            self.bulk_create([Repository(name=name)], ignore_conflicts=True)
-            repository = self.get(name=name)
-        return repository
-
-
 class Repository(models.Model):
     name = models.CharField(max_length=255, unique=True)
     created = models.DateTimeField(default=timezone.now)
     blobs = models.ManyToManyField("Blob", through="RepositoryBlob", related_name="repositories")
-
-    objects = RepositoryManager()
 
     class Meta:
         verbose_name_plural = "repositories"
@@ -52,21 +45,10 @@ class Blob(models.Model):
         return self.digest
 
 
-class RepositoryBlobManager(models.Manager["RepositoryBlob"]):
-    def link(self, repository: Repository, blobs: list[Blob]) -> None:
-        """Make ``blobs`` visible in ``repository``; linking twice is harmless."""
-        self.bulk_create(
-            [RepositoryBlob(repository=repository, blob=blob) for blob in blobs],
-            ignore_conflicts=True,
-        )
-
-
 class RepositoryBlob(models.Model):
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE)
     blob = models.ForeignKey(Blob, on_delete=models.CASCADE)
     created = models.DateTimeField(default=timezone.now)
-
-    objects = RepositoryBlobManager()
 
     class Meta:
         # The unique index also serves "is this blob in this repository" (blob HEAD/GET).

@@ -8,7 +8,7 @@ from django.http import FileResponse, HttpResponse, HttpResponseRedirect, Stream
 from django.http.response import HttpResponseBase
 
 from registry import etags, mediatypes
-from registry.errors import RegistryError
+from registry.errors import RegistryError, UploadPosition
 from registry.storage import Download, LocalFile, Redirect
 
 
@@ -17,6 +17,9 @@ def error(exc: RegistryError, head: bool = False) -> HttpResponse:
     response = HttpResponse(body, status=exc.status, content_type=mediatypes.JSON)
     for header, value in exc.headers.items():
         response[header] = value
+    if exc.upload is not None:
+        for header, value in _upload_headers(exc.upload).items():
+            response[header] = value
     return response
 
 
@@ -53,12 +56,18 @@ def upload_range(offset: int) -> str:
 
 def upload_progress(name: str, upload_id: str, offset: int, status: int = 202) -> HttpResponse:
     """Where an upload stands: 202 after POST/PATCH, 204 for a status GET."""
-    return empty(
-        status,
-        Location=upload_location(name, upload_id),
-        Range=upload_range(offset),
-        Docker_Upload_UUID=upload_id,
-    )
+    return empty(status, **_upload_headers(UploadPosition(name, upload_id, offset)))
+
+
+def _upload_headers(position: UploadPosition) -> dict[str, str]:
+    headers = {
+        "Location": upload_location(position.name, position.upload_id),
+        "Range": upload_range(position.offset),
+        "Docker-Upload-UUID": position.upload_id,
+    }
+    if position.retry_after is not None:
+        headers["Retry-After"] = str(position.retry_after)
+    return headers
 
 
 def upload_started(name: str, upload_id: str, chunk_min_length: int) -> HttpResponse:

@@ -13,7 +13,7 @@ Absent content is never served as present: it has no row, so its ``GET`` is
 row. A child manifest pushed later resolves the rows that name it in its
 repository: they become ``ManifestChild`` rows in the transaction that stores
 the child, so ``gc`` keeps the child for the index. That costs every manifest
-``PUT`` one indexed statement (``resolve``). An absent blob's row stays even
+``PUT`` one indexed statement (``registry.db.manifests.resolve_absent``). An absent blob's row stays even
 once the blob is pushed (resolving it would cost every blob upload a
 statement): ``gc`` keeps any blob whose digest such a row names, and the admin
 says whether the blob is present now.
@@ -21,8 +21,6 @@ says whether the blob is present now.
 
 from collections.abc import Collection
 from dataclasses import dataclass
-
-from django.db import connection
 
 from registry import errors
 from registry.errors import RegistryError
@@ -58,32 +56,6 @@ def check(parsed: ParsedManifest, blobs: Collection[str], children: Collection[s
     return absent
 
 
-def record(manifest_id: int, absent: Absent) -> None:
-    """Keep the absent references of manifest ``manifest_id`` (pushing it twice is harmless)."""
-    rows = [(digest, AbsentReference.BLOB) for digest in absent.blobs]
-    rows += [(digest, AbsentReference.MANIFEST) for digest in absent.children]
-    AbsentReference.objects.bulk_create(
-        [AbsentReference(manifest_id=manifest_id, digest=digest, kind=kind) for digest, kind in rows],
-        ignore_conflicts=True,
-    )
-
-
-def _sql() -> dict[str, str]:
-    absent, manifest = AbsentReference._meta.db_table, Manifest._meta.db_table
-    return {
-        # Index used: absent_reference_digest. Most pushes find nothing: one statement.
-        "resolve": (
-            f"DELETE FROM {absent} WHERE digest = %s AND kind = %s "
-            f"AND manifest_id IN (SELECT id FROM {manifest} WHERE repository_id = %s) RETURNING manifest_id"
-        ),
-        "link": f"INSERT INTO {ManifestChild._meta.db_table} (parent_id, child_id) VALUES (%s, %s) "
-        "ON CONFLICT DO NOTHING",
-    }
-
-
-SQL = _sql()
-
-
 def resolve_present(repository_id: int) -> None:
     """Resolve every absent child reference of the repository whose manifest it has (a restore)."""
     present = dict(Manifest.objects.filter(repository_id=repository_id).values_list("digest", "id"))
@@ -97,13 +69,3 @@ def resolve_present(repository_id: int) -> None:
         [ManifestChild(parent_id=parent, child_id=child) for _, parent, child in links], ignore_conflicts=True
     )
     AbsentReference.objects.filter(id__in=[row_id for row_id, _, _ in links]).delete()
-
-
-def resolve(repository_id: int, digest: str, manifest_id: int) -> None:
-    """Manifest ``digest`` (id ``manifest_id``) is in the repository now: the indexes there that named
-    it as absent get it as a child. Called in the transaction that stores it."""
-    with connection.cursor() as cursor:
-        cursor.execute(SQL["resolve"], [digest, AbsentReference.MANIFEST, repository_id])
-        parents = [row[0] for row in cursor.fetchall()]
-        for parent in parents:
-            cursor.execute(SQL["link"], [parent, manifest_id])

@@ -9,16 +9,16 @@ the client exactly once; a chunk that does not start at the stored offset is
 refused with 416 whatever the client claims; a body that breaks off commits
 nothing.
 
-A claim is a lease (``CROW_UPLOAD_LEASE``, seconds), renewed every third of it
-while bytes flow, so a writer that died frees its upload within seconds and a
-slow but steady one keeps it. A request that loses its claim (it stalled past
+A claim is a lease (``CROW_UPLOAD_LEASE``, seconds; ``registry.claims``),
+renewed every third of it while bytes flow, so a writer that died frees its
+upload within seconds and a slow but steady one keeps it. A request that loses its claim (it stalled past
 the lease and another took over, or the upload was committed or cancelled) is
 fenced by the store: no byte it still holds reaches the upload or the blob
 (``registry.storage.upload_files``; S3: every object it writes is its own).
 A write that fails is cut back to the saved offset before its claim is
 released, and a monolithic upload that fails leaves no session behind.
 
-How the SHA-256 is computed depends on the store (``registry.digests``): a
+How the SHA-256 is computed depends on the store (``registry.hashing``): a
 resumable state in the row for S3; for the filesystem, OpenSSL's as the bytes
 arrive, with the digest so far in the row, or the upload read back once at the
 end when its chunks were spread over processes. A sha512 upload is hashed as
@@ -28,119 +28,109 @@ it does not match).
 
 Starting a session costs one statement (three the first time a repository is
 pushed to), a chunk two, finishing the claim and one transaction (record the
-blob, link it, close the session); ``registry.pushpath`` has them as fixed SQL.
+blob, link it, close the session); ``registry.db`` has them as fixed SQL.
+
+This module takes the body as an iterator of bytes and its length, never a
+request, and says what went wrong with ``RegistryError``: where the upload
+stands (``errors.UploadPosition``) is detail that ``registry.responses`` turns
+into the ``Location``, ``Range``, ``Docker-Upload-UUID`` and ``Retry-After``
+headers.
 """
 
 import contextlib
-import logging
-import math
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from registry import digests, errors, pushpath, responses
-from registry.bodies import Body, IncompleteBody
+from registry import claims, errors, hashing
+from registry.claims import Claim, fenced, quietly
+from registry.db import blobs, repositories
+from registry.db import uploads as sessions
 from registry.errors import RegistryError
-from registry.models import Blob, Repository, RepositoryBlob, Upload
-from registry.storage import Fenced, StorageError, WriteClaim, blob_store
-
-log = logging.getLogger(__name__)
-TAKEN_OVER = "the upload was taken over or cancelled"
+from registry.models import Blob, Repository, Upload
+from registry.storage import Fenced, StorageError, blob_store
 
 
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.CROW_UPLOAD_LEASE)
-
-
-@dataclass
-class _Claim:
-    id: uuid.UUID
-    # False once the session row was released or deleted: nothing is left to release.
-    held: bool = True
-    # The offset the session had when it was claimed: a failed write is cut back to it.
-    saved_offset: int = 0
-
-    def for_store(self, upload: Upload) -> WriteClaim:
-        return WriteClaim(self.id.hex, lambda: _confirm(upload, self.id))
-
-
-def start(name: str, claimed: bool = False) -> tuple[Upload, _Claim | None]:
+def start(name: str, claimed: bool = False) -> tuple[Upload, Claim | None]:
     """A new session in repository ``name`` (created if missing); ``claimed`` for the request that
     will write it at once (a monolithic POST)."""
-    upload = Upload(hash_state=digests.initial_state(blob_store()))
+    upload = Upload(hash_state=_hashing().initial_state())
     upload.storage_state = blob_store().start_upload(upload.id.hex)
     claim = None
     if claimed:
-        claim = _Claim(uuid.uuid4())
-        upload.claim, upload.claimed_until = claim.id, timezone.now() + _lease()
+        claim = Claim(uuid.uuid4())
+        upload.claim, upload.claimed_until = claim.id, timezone.now() + claims.lease()
     try:
         for _ in range(3):  # the repository can vanish in between only if an operator deleted it
-            repository_id = pushpath.insert_upload(upload, name)
+            repository_id = sessions.insert(upload, name)
             if repository_id is not None:
                 upload.repository = Repository(id=repository_id, name=name)
                 return upload, claim
-            pushpath.create_repository(name)
+            repositories.create(name)
     except BaseException:
-        _quietly(blob_store().abort, upload.id.hex, upload.storage_state)
+        quietly(blob_store().abort, upload.id.hex, upload.storage_state)
         raise
     blob_store().abort(upload.id.hex, upload.storage_state)
     raise RuntimeError(f"repository {name} was deleted three times while an upload started in it")
 
 
 def find(name: str, upload_id: str) -> Upload:
-    upload = Upload.objects.select_related("repository").filter(id=upload_id, repository__name=name).first()
-    if upload is None:
-        raise RegistryError(errors.BLOB_UPLOAD_UNKNOWN, detail={"upload": upload_id})
+    """Session ``upload_id`` as it stands (a status GET, a cancel); ``BLOB_UPLOAD_UNKNOWN`` if none."""
+    return claims.find(name, upload_id)
+
+
+def append(
+    name: str, upload_id: str, chunks: Iterable[bytes], length: int | None, start: int | None
+) -> Upload:
+    """Add a chunk: ``chunks``, ``length`` bytes (0: none at all; None: streamed, length unknown),
+    starting at ``start`` (from ``Content-Range``, or None for a streamed PATCH)."""
+    with claims.claimed(name, upload_id, start) as (upload, claim):
+        hasher = _write(upload, chunks, length, claim)
+        claim.save(upload)
+        _hashing().saved(upload, hasher)
     return upload
 
 
-def append(name: str, upload_id: str, body: Body, start: int | None) -> Upload:
-    """Add a chunk (``start`` from ``Content-Range``, or None for a streamed PATCH)."""
-    with _claimed_by_id(name, upload_id, start) as (upload, claim):
-        hasher = _write(upload, body, claim)
-        _save(upload, claim)
-        digests.saved(upload, blob_store(), hasher)
-    return upload
-
-
-def finish(name: str, upload_id: str, body: Body, start: int | None, digest: str) -> Blob:
-    """Take the last chunk, verify ``digest`` and make the bytes a blob of the repository."""
+def finish(
+    name: str, upload_id: str, chunks: Iterable[bytes], length: int | None, start: int | None, digest: str
+) -> Blob:
+    """Take the last chunk (as ``append``), verify ``digest`` and make the bytes a blob of the repository."""
     _require_supported(digest)
-    with _claimed_by_id(name, upload_id, start) as (upload, claim):
-        return _finish_claimed(upload, claim, body, digest)
+    with claims.claimed(name, upload_id, start) as (upload, claim):
+        return _finish_claimed(upload, claim, chunks, length, digest)
 
 
-def finish_new(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
+def finish_new(
+    upload: Upload, claim: Claim, chunks: Iterable[bytes], length: int | None, digest: str
+) -> Blob:
     """``finish`` for a session that ``start(claimed=True)`` just opened (a monolithic POST); if it
     fails in any way, the session and its bytes go: no client will resume an upload it never saw."""
     try:
         _require_supported(digest)
-        with _fenced():
-            return _finish_claimed(upload, claim, body, digest)
+        with fenced():
+            return _finish_claimed(upload, claim, chunks, length, digest)
     except BaseException:
         if claim.held:
             claim.held = False
-            _quietly(cancel, upload)
+            quietly(cancel, upload)
         raise
 
 
 def _require_supported(digest: str) -> None:
-    if not digests.supported(digest):
+    if not hashing.supported(digest):
         raise RegistryError(
             errors.DIGEST_INVALID,
-            f"uploads are verified with {' or '.join(sorted(digests.ALGORITHMS))} only",
+            f"uploads are verified with {' or '.join(sorted(hashing.ALGORITHMS))} only",
             detail={"digest": digest},
         )
 
 
-def _finish_claimed(upload: Upload, claim: _Claim, body: Body, digest: str) -> Blob:
-    hasher = _write(upload, body, claim, digests.algorithm_of(digest))
+def _finish_claimed(
+    upload: Upload, claim: Claim, chunks: Iterable[bytes], length: int | None, digest: str
+) -> Blob:
+    hasher = _write(upload, chunks, length, claim, hashing.algorithm_of(digest))
     computed = _digest(upload, claim, hasher, digest)
     if computed is not None and computed != digest:
         _refuse_digest(upload, claim, digest, computed)
@@ -149,8 +139,8 @@ def _finish_claimed(upload: Upload, claim: _Claim, body: Body, digest: str) -> B
     return blob
 
 
-def _refuse_digest(upload: Upload, claim: _Claim, digest: str, computed: str) -> None:
-    _confirm(upload, claim.id)  # a request that lost its claim cancels nothing
+def _refuse_digest(upload: Upload, claim: Claim, digest: str, computed: str) -> None:
+    claim.confirm(upload)  # a request that lost its claim cancels nothing
     cancel(upload)
     claim.held = False
     raise RegistryError(
@@ -159,7 +149,7 @@ def _refuse_digest(upload: Upload, claim: _Claim, digest: str, computed: str) ->
     )
 
 
-def _store_blob(upload: Upload, digest: str, claim: _Claim, verify_after_commit: bool = False) -> Blob:
+def _store_blob(upload: Upload, digest: str, claim: Claim, verify_after_commit: bool = False) -> Blob:
     """Commit the bytes and record them as a blob of the repository, in one transaction.
 
     If the blob was already stored (a concurrent upload of the same bytes, or
@@ -173,26 +163,26 @@ def _store_blob(upload: Upload, digest: str, claim: _Claim, verify_after_commit:
         _verify_committed(upload, claim, key, digest)
     with transaction.atomic():
         blob = _record(digest, upload.offset, key)
-        pushpath.link_blobs(upload.repository.id, [blob.id])
-        pushpath.delete_upload(upload.id)
+        blobs.link(upload.repository.id, [blob.id])
+        sessions.delete(upload.id)
     if blob.key != key:
         store.delete(key)
     return blob
 
 
-def _verify_committed(upload: Upload, claim: _Claim, key: str, digest: str) -> None:
-    """A digest the store could not compute before the commit (``registry.digests``): the committed
+def _verify_committed(upload: Upload, claim: Claim, key: str, digest: str) -> None:
+    """A digest the store could not compute before the commit (``registry.hashing``): the committed
     bytes, read back; deleted with the session if they do not match, before any row names them."""
     store = blob_store()
     try:
         chunks = _hashed(store.read(key), None, upload, claim.id)  # a long read renews the claim too
-        computed = digests.of_chunks(digests.algorithm_of(digest), chunks)
+        computed = hashing.of_chunks(hashing.algorithm_of(digest), chunks)
     except (StorageError, RegistryError, Fenced):
         # The session cannot be committed twice (S3 completed its multipart upload): it goes too.
         with contextlib.suppress(StorageError):
             store.delete(key)
             cancel(upload)
-        pushpath.delete_upload(upload.id)
+        sessions.delete(upload.id)
         claim.held = False
         raise
     if computed != digest:
@@ -203,7 +193,7 @@ def _verify_committed(upload: Upload, claim: _Claim, key: str, digest: str) -> N
 def _record(digest: str, size: int, key: str) -> Blob:
     """The blob's row: inserted if this is its first upload, else the existing one, locked."""
     for _ in range(3):  # the existing row can vanish in between only if gc deleted it: then insert
-        blob = pushpath.record_blob(digest, size, key) or pushpath.existing_blob(digest)
+        blob = blobs.record(digest, size, key) or blobs.locked(digest)
         if blob is not None:
             return blob
     raise RuntimeError(f"blob {digest} was deleted three times while it was being recorded")
@@ -212,128 +202,70 @@ def _record(digest: str, size: int, key: str) -> Blob:
 def cancel(upload: Upload) -> None:
     """Free the upload's storage at once (fencing any request still writing to it) and forget it."""
     blob_store().abort(upload.id.hex, upload.storage_state)
-    pushpath.delete_upload(upload.id)
+    sessions.delete(upload.id)
 
 
 def cancel_claimed(upload: Upload) -> None:
     """Cancel an upload no request is writing to (raises ``RegistryError`` if one is, or it moved on)."""
-    with _claimed_by_id(upload.repository.name, upload.id.hex, upload.offset) as (claimed, claim):
-        cancel(claimed)
+    with claims.claimed(upload.repository.name, upload.id.hex, upload.offset) as (session, claim):
+        cancel(session)
         claim.held = False
 
 
-def mount(repository: Repository, digest: str, source: str | None) -> Blob | None:
-    """Link an existing blob into ``repository`` (from ``source``, or from anywhere when None).
+def mount(name: str, digest: str, source: str | None) -> Blob | None:
+    """Link an existing blob into repository ``name``, created if missing (from ``source``, or from
+    anywhere when None).
 
     Under the blob's row lock, as in ``_store_blob``: a blob that garbage
     collection is deleting is waited for and then not found (the client
     uploads it), instead of a link that fails at commit.
     """
+    repository = repositories.get_or_create(name)
     with transaction.atomic():
-        blobs = Blob.objects.select_for_update(no_key=True, of=("self",)).filter(digest=digest)
-        if source is not None:
-            blobs = blobs.filter(repositories__name=source)
-        blob = blobs.first()
+        blob = blobs.locked(digest, source)
         if blob is not None:
-            RepositoryBlob.objects.link(repository, [blob])
+            blobs.link(repository.id, [blob.id])
     return blob
 
 
-@contextmanager
-def _claimed_by_id(name: str, upload_id: str, start: int | None) -> Iterator[tuple[Upload, _Claim]]:
-    """Claim session ``upload_id`` of repository ``name`` (at offset ``start``, if given) and read it,
-    in one UPDATE ... RETURNING; release the claim on the way out unless the session is gone."""
-    claim = _Claim(uuid.uuid4())
-    now = timezone.now()
-    upload = pushpath.claim_upload(name, uuid.UUID(upload_id), start, claim.id, now, now + _lease())
-    if upload is None:
-        raise _refusal(name, upload_id, start)
-    claim.saved_offset = upload.offset
-    try:
-        with _fenced():
-            yield upload, claim
-    except BaseException:
-        if claim.held:  # cut back what this request wrote, before another may claim the upload
-            _quietly(blob_store().rollback, upload.id.hex, claim.saved_offset, claim.for_store(upload))
-        raise
-    finally:
-        _release(upload, claim)
+def _hashing() -> hashing.Strategy:
+    return hashing.for_store(blob_store())
 
 
-@contextmanager
-def _fenced() -> Iterator[None]:
-    """The store's ``Fenced`` as the client sees it."""
-    try:
-        yield
-    except Fenced as exc:
-        raise RegistryError(errors.BLOB_UPLOAD_INVALID, TAKEN_OVER, status=416) from exc
+def _write(
+    upload: Upload, chunks: Iterable[bytes], length: int | None, claim: Claim, algorithm: str = hashing.FAST
+) -> hashing.Hasher | None:
+    """Stream the chunks into storage and their hasher (``registry.hashing``; ``algorithm``: the one a
+    finishing request verifies), which it returns; on success the instance holds the new state.
 
-
-def _quietly(cleanup: Callable[..., object], *args: object) -> None:
-    """Clean up after a failure, which is what the client hears about; a cleanup that fails is logged
-    (gc's sweep and ``purge_uploads`` take what it left)."""
-    try:
-        cleanup(*args)
-    except Exception:
-        log.warning("could not clean up after a failed upload: %s%r", cleanup.__name__, args, exc_info=True)
-
-
-def _refusal(name: str, upload_id: str, start: int | None) -> RegistryError:
-    """Why the claim was not won: no such session, a chunk for another offset, or another writer."""
-    current = find(name, upload_id)  # raises BLOB_UPLOAD_UNKNOWN if there is no such session
-    if start is not None and start != current.offset:
-        return _out_of_order(current, f"chunk starts at {start} but the upload has {current.offset} bytes")
-    busy = _out_of_order(current, "another request is writing to this upload")
-    if current.claimed_until is not None:
-        left = (current.claimed_until - timezone.now()).total_seconds()
-        busy.headers["Retry-After"] = str(max(1, math.ceil(left)))  # when its claim expires, unless renewed
-    return busy
-
-
-def _release(upload: Upload, claim: _Claim) -> None:
-    if claim.held:
-        pushpath.release_upload(upload.id, claim.id)
-        claim.held = False
-
-
-def _out_of_order(upload: Upload, message: str) -> RegistryError:
-    name = upload.repository.name
-    return RegistryError(
-        errors.BLOB_UPLOAD_INVALID,
-        message,
-        status=416,
-        headers={
-            "Location": responses.upload_location(name, upload.id.hex),
-            "Range": responses.upload_range(upload.offset),
-            "Docker-Upload-UUID": upload.id.hex,
-        },
-    )
-
-
-def _write(upload: Upload, body: Body, claim: _Claim, algorithm: str = digests.FAST) -> digests.Hasher | None:
-    """Stream the body into storage and its hasher (``registry.digests``; ``algorithm``: the one a
-    finishing request verifies), which it returns; on success the instance holds the new state."""
+    A body that breaks off raises from ``chunks`` (``SIZE_INVALID``) and commits nothing.
+    """
     store = blob_store()
-    hasher = digests.hasher_for(upload, store, algorithm)
-    if body.empty:
+    hasher = _hashing().hasher_for(upload, algorithm)
+    if length == 0:
         return hasher
-    try:
-        state = store.write(
-            upload.id.hex,
-            upload.storage_state,
-            upload.offset,
-            _hashed(body.chunks(), hasher, upload, claim.id),
-            claim.for_store(upload),
-        )
-    except IncompleteBody as exc:
-        raise RegistryError(errors.SIZE_INVALID, str(exc)) from exc
-    upload.offset += body.received
+    received = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal received
+        for chunk in chunks:
+            received += len(chunk)
+            yield chunk
+
+    state = store.write(
+        upload.id.hex,
+        upload.storage_state,
+        upload.offset,
+        _hashed(counted(), hasher, upload, claim),
+        claim.for_store(upload),
+    )
+    upload.offset += received
     upload.storage_state = state
-    digests.written(upload, store, hasher)
+    _hashing().written(upload, hasher)
     return hasher
 
 
-def _digest(upload: Upload, claim: _Claim, hasher: digests.Hasher | None, digest: str) -> str | None:
+def _digest(upload: Upload, claim: Claim, hasher: hashing.Hasher | None, digest: str) -> str | None:
     """The upload's digest in ``digest``'s algorithm; None if the store can tell only after the commit."""
     store = blob_store()
 
@@ -341,16 +273,16 @@ def _digest(upload: Upload, claim: _Claim, hasher: digests.Hasher | None, digest
         chunks = store.read_upload(
             upload.id.hex, upload.storage_state, upload.offset, claim.for_store(upload)
         )
-        return _hashed(chunks, None, upload, claim.id)  # a long read renews the claim too
+        return _hashed(chunks, None, upload, claim)  # a long read renews the claim too
 
-    return digests.digest(upload, store, hasher, reread, digests.algorithm_of(digest))
+    return _hashing().digest(upload, hasher, reread, hashing.algorithm_of(digest))
 
 
 def _hashed(
-    chunks: Iterator[bytes], hasher: digests.Hasher | None, upload: Upload, claim: uuid.UUID
+    chunks: Iterator[bytes], hasher: hashing.Hasher | None, upload: Upload, claim: Claim
 ) -> Iterator[bytes]:
     """``chunks``, fed to ``hasher`` (if any) on the way, renewing the claim while they last."""
-    renew_every = _lease() / 3
+    renew_every = claims.lease() / 3
     renewed = timezone.now()
     for chunk in chunks:
         if hasher is not None:
@@ -358,22 +290,5 @@ def _hashed(
         yield chunk
         now = timezone.now()
         if now - renewed > renew_every:
-            _renew(upload, claim, now)
+            claim.renew(upload, now)
             renewed = now
-
-
-def _renew(upload: Upload, claim: uuid.UUID, now) -> None:
-    if not Upload.objects.filter(pk=upload.pk, claim=claim).update(claimed_until=now + _lease()):
-        raise Fenced(TAKEN_OVER)
-
-
-def _confirm(upload: Upload, claim: uuid.UUID) -> None:
-    """Raise ``Fenced`` unless ``claim`` still holds the upload (and hold it a lease longer)."""
-    _renew(upload, claim, timezone.now())
-
-
-def _save(upload: Upload, claim: _Claim) -> None:
-    """Store the new state and release the claim, in one UPDATE."""
-    if not pushpath.save_upload(upload, claim.id):
-        raise Fenced(TAKEN_OVER)
-    claim.held = False

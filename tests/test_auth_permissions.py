@@ -10,6 +10,7 @@ from django.utils import timezone
 from registry import patterns
 from registry.auth import robots
 from registry.auth.models import PULL, PUSH, Robot
+from registry.db import repositories
 from registry.models import Repository, RepositoryBlob
 from tests import access, oci
 
@@ -52,7 +53,7 @@ def start(client: Client, name: str, headers: dict[str, str], query: str = ""):
 )
 def test_it_matches_patterns(pattern: str, name: str, covered: bool) -> None:
     assert patterns.matches(pattern, name) is covered
-    Repository.objects.get_or_create_named(name)
+    repositories.get_or_create(name)
     assert Repository.objects.filter(patterns.q([pattern]), name=name).exists() is covered
 
 

@@ -12,7 +12,7 @@ from django.db import DataError
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from registry import hotpath
+from registry.db import manifests as manifest_rows
 from tests import access, oci
 
 pytestmark = [pytest.mark.auth, pytest.mark.django_db]
@@ -146,7 +146,7 @@ def test_a_value_the_database_refuses_anyway_is_a_400_not_a_500(client: Client, 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
 
-    monkeypatch.setattr(hotpath, "manifest", refuse)
+    monkeypatch.setattr(manifest_rows, "served", refuse)
 
     response = _v2(client, "/v2/team/app/manifests/v1")
 

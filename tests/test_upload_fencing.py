@@ -104,7 +104,7 @@ def test_a_writer_that_lost_its_claim_cannot_reach_the_blob(client, settings, st
     settings.CROW_UPLOAD_LEASE = 1
     url, data = oci.start_upload(client, NAME), os.urandom(8 * MiB)
     body = StalledBody(b"A" * 2 * MiB, b"X" * MiB, declared=8 * MiB)
-    a = Request(lambda: uploads.append(NAME, upload_id(url), body, 0))
+    a = Request(lambda: uploads.append(NAME, upload_id(url), body.chunks(), body.length, 0))
     assert body.stalled.wait(60)
     time.sleep(1.5)  # A's claim expires
 
@@ -125,7 +125,7 @@ def test_a_writer_that_lost_its_claim_cannot_reach_the_blob(client, settings, st
 def test_a_cancel_frees_storage_at_once_while_a_request_writes(client, storage_backend: str, stored) -> None:
     url = oci.start_upload(client, NAME)
     body = StalledBody(os.urandom(6 * MiB), b"X" * MiB)  # on S3: a part uploaded before the stall
-    a = Request(lambda: uploads.append(NAME, upload_id(url), body, 0))
+    a = Request(lambda: uploads.append(NAME, upload_id(url), body.chunks(), body.length, 0))
     assert body.stalled.wait(60)
     assert stored() != []
 
@@ -182,7 +182,7 @@ def test_a_chunk_that_breaks_off_is_cut_back_to_the_saved_offset(client, blob_ro
 def test_a_busy_upload_says_when_to_retry(client, settings) -> None:
     url = oci.start_upload(client, NAME)
     body = StalledBody(b"A" * MiB, b"")
-    a = Request(lambda: uploads.append(NAME, upload_id(url), body, 0))
+    a = Request(lambda: uploads.append(NAME, upload_id(url), body.chunks(), body.length, 0))
     assert body.stalled.wait(60)
 
     response = oci.patch_chunk(client, url, b"B", 0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from registry import digests
+from registry import hashing
 from registry.models import Blob, Upload
 from tests import oci
 
@@ -206,7 +206,7 @@ def test_it_leaves_nothing_in_the_bucket_when_the_digest_does_not_match(
 @pytest.fixture
 def another_process(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     """Forget the hashers this process kept, as if the next request landed in another worker."""
-    return lambda: monkeypatch.setattr(digests, "RECENT", digests.RecentHashers(1024))
+    return lambda: monkeypatch.setattr(hashing, "RECENT", hashing.RecentHashers(1024))
 
 
 # --- The digest: read back once at the end, or hashed as it arrives when one request brings it all ---

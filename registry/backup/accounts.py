@@ -25,6 +25,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 
 from registry.auth.models import Grant, PublicPattern, Robot
+from registry.db import repositories
 from registry.models import Repository
 
 USER_FIELDS = (
@@ -281,7 +282,7 @@ def _from_generic(model: type[models.Model], entry: dict[str, Any]) -> dict[str,
 
 def _by_natural_key(model: type[models.Model], name: str) -> models.Model:
     if model is Repository:
-        return Repository.objects.get_or_create_named(name)
+        return repositories.get_or_create(name)
     if model is Group:
         return Group.objects.get(name=name)
     user_model = get_user_model()

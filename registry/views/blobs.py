@@ -3,17 +3,17 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, etags, hotpath, responses
+from registry import errors, etags, responses
+from registry.db import blobs
+from registry.db.blobs import BlobRow
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
-from registry.hotpath import BlobRow
-from registry.models import RepositoryBlob
 from registry.ranges import byte_range
 from registry.storage import blob_store
 
 
 def _linked_blob(name: str, digest: str) -> BlobRow:
-    blob = hotpath.blob(name, digest)
+    blob = blobs.linked(name, digest)
     if blob is None:
         raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": digest})
     return blob
@@ -39,8 +39,7 @@ def delete_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     """Unlink the blob from this repository; its bytes stay while any repository uses them (gc frees them)."""
     if not settings.CROW_DELETE_ENABLED:
         raise RegistryError(errors.UNSUPPORTED, "deletes are disabled on this registry")
-    deleted, _ = RepositoryBlob.objects.filter(repository__name=name, blob__digest=digest).delete()
-    if not deleted:
+    if not blobs.unlink(name, digest):
         raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": digest})
     return responses.empty(202)
 

@@ -1,23 +1,22 @@
 """Manifests: ``GET``/``HEAD``/``PUT``/``DELETE /v2/<name>/manifests/<reference>``."""
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, etags, hotpath, manifests, mediatypes, pushpath, responses, sparse
+from registry import errors, etags, manifests, mediatypes, pushes, responses
 from registry.bodies import Body
+from registry.db import manifests as manifest_rows
+from registry.db import repositories
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
-from registry.manifests import ParsedManifest
-from registry.models import Manifest, Repository, Tag
-from registry.pushpath import Linked
+from registry.models import Manifest, Tag
 from registry.references import Reference
 
 
 def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
     head = request.method == "HEAD"
     ref = Reference.parse(reference)
-    manifest = hotpath.manifest(name, tag=ref.tag, digest=ref.digest, content=not head)
+    manifest = manifest_rows.served(name, tag=ref.tag, digest=ref.digest, content=not head)
     if manifest is None:
         raise _unknown(name, ref)
     _check_accept(request, manifest.media_type)
@@ -45,14 +44,7 @@ def put_manifest(request: HttpRequest, name: str, reference: str) -> HttpRespons
             detail={"reference": ref.digest, "computed": digest},
         )
     parsed = manifests.parse(content, request.META.get("CONTENT_TYPE"))
-    try:
-        _store(name, digest, content, parsed, ref.tag)
-    except IntegrityError as exc:
-        # A blob or child manifest went (garbage collection, a delete) between the
-        # check and the commit: the database's foreign keys refused the reference.
-        raise RegistryError(
-            errors.MANIFEST_BLOB_UNKNOWN, "a referenced blob or manifest was deleted meanwhile; push it again"
-        ) from exc
+    pushes.store_manifest(name, digest, content, parsed, ref.tag)
     return responses.manifest_created(name, digest, parsed.subject)
 
 
@@ -86,43 +78,6 @@ def _read_manifest(body: Body) -> bytes:
     return content
 
 
-def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
-    """The manifest, its references and its tag, all or nothing."""
-    with transaction.atomic():
-        repository_id = pushpath.repository_id(name) or pushpath.create_repository(name)
-        if repository_id is None:  # created and deleted again by an operator, in between
-            raise IntegrityError("the repository was deleted meanwhile")
-        blobs = pushpath.linked_blobs(repository_id, parsed.blobs)
-        children = pushpath.manifests_in(repository_id, parsed.children)
-        absent = _check_references(parsed, blobs, children)
-        manifest_id = pushpath.insert_manifest(repository_id, digest, content, parsed)
-        if manifest_id is None:  # it existed, and garbage collection deleted it since the insert
-            raise IntegrityError("the manifest was deleted meanwhile")
-        blob_ids = [blob.id for blob in blobs]
-        pushpath.link_manifest(manifest_id, blob_ids, [child.id for child in children])
-        if absent:
-            sparse.record(manifest_id, absent)
-        sparse.resolve(repository_id, digest, manifest_id)  # indexes pushed before it, if any
-        # Linked already; linked again so that a link that gc removed meanwhile is back at commit.
-        pushpath.link_blobs(repository_id, blob_ids)
-        if tag:
-            pushpath.point_tag(repository_id, tag, manifest_id)
-
-
-def _check_references(parsed: ParsedManifest, blobs: list[Linked], children: list[Linked]) -> sparse.Absent:
-    """What the manifest may reference without the repository having it (``CROW_SPARSE_MANIFESTS``)."""
-    present_blobs, present_children = {blob.digest for blob in blobs}, {child.digest for child in children}
-    absent = sparse.check(parsed, present_blobs, present_children, settings.CROW_SPARSE_MANIFESTS)
-    for blob in blobs:
-        if blob.size != parsed.blobs[blob.digest]:
-            raise RegistryError(
-                errors.MANIFEST_INVALID,
-                f"the manifest says {blob.digest} has {parsed.blobs[blob.digest]} bytes, it has {blob.size}",
-                detail={"digest": blob.digest, "size": blob.size},
-            )
-    return absent
-
-
 def _check_accept(request: HttpRequest, media_type: str) -> None:
     """An index is served only to a client that says it takes one; other manifests always."""
     if media_type not in mediatypes.INDEXES:
@@ -139,7 +94,7 @@ def _check_accept(request: HttpRequest, media_type: str) -> None:
 
 
 def _unknown(name: str, ref: Reference) -> RegistryError:
-    if not Repository.objects.filter(name=name).exists():
+    if repositories.id_of(name) is None:
         return RegistryError(errors.NAME_UNKNOWN, detail={"name": name})
     return RegistryError(errors.MANIFEST_UNKNOWN, detail={"reference": str(ref)})
 

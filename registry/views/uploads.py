@@ -16,7 +16,7 @@ from registry.auth.access import identity_of
 from registry.bodies import Body
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
-from registry.models import Blob, Repository
+from registry.models import Blob
 from registry.storage import blob_store
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
@@ -32,31 +32,32 @@ def start_upload(request: HttpRequest, name: str) -> HttpResponse:
     if source is not None and not references.is_name(source):
         raise RegistryError(errors.NAME_INVALID, detail={"from": source})
     if mount_digest is not None:
-        blob = _mount(request, Repository.objects.get_or_create_named(name), mount_digest, source)
+        blob = _mount(request, name, mount_digest, source)
         if blob is not None:
             return responses.blob_created(name, blob.digest)
     upload, claim = uploads.start(name, claimed=digest is not None)
     if claim is not None:
-        blob = uploads.finish_new(upload, claim, _body(request), digest)
+        body = _body(request)
+        blob = uploads.finish_new(upload, claim, body.chunks(), body.expected, digest)
         return responses.blob_created(name, blob.digest)
     chunk_min_length = settings.CROW_CHUNK_MIN_LENGTH or blob_store().preferred_chunk_size
     return responses.upload_started(name, upload.id.hex, chunk_min_length)
 
 
-def _mount(request: HttpRequest, repository: Repository, digest: str, source: str | None) -> Blob | None:
+def _mount(request: HttpRequest, name: str, digest: str, source: str | None) -> Blob | None:
     """Link the blob from ``source``, or from any repository that has it, if the caller may pull there.
 
     Otherwise None, and a normal upload starts: a mount never tells what the caller cannot see.
     """
     caller = identity_of(request)
     if permissions.sees_everything(caller):
-        return uploads.mount(repository, digest, source)
+        return uploads.mount(name, digest, source)
     readable = permissions.pullable(caller)
     if source is None:
         source = readable.filter(blobs__digest=digest).values_list("name", flat=True).first()
     elif not readable.filter(name=source).exists():
         return None
-    return uploads.mount(repository, digest, source) if source is not None else None
+    return uploads.mount(name, digest, source) if source is not None else None
 
 
 def get_upload_status(request: HttpRequest, name: str, upload_id: str) -> HttpResponse:
@@ -66,7 +67,7 @@ def get_upload_status(request: HttpRequest, name: str, upload_id: str) -> HttpRe
 
 def patch_upload(request: HttpRequest, name: str, upload_id: str) -> HttpResponse:
     body = _body(request)
-    upload = uploads.append(name, upload_id, body, _chunk_start(request, body))
+    upload = uploads.append(name, upload_id, body.chunks(), body.expected, _chunk_start(request, body))
     return responses.upload_progress(name, upload_id, upload.offset)
 
 
@@ -78,7 +79,8 @@ def finish_upload(request: HttpRequest, name: str, upload_id: str) -> HttpRespon
         )
     _require_digest(digest)
     body = _body(request)
-    blob = uploads.finish(name, upload_id, body, _chunk_start(request, body), digest)
+    start = _chunk_start(request, body)
+    blob = uploads.finish(name, upload_id, body.chunks(), body.expected, start, digest)
     return responses.blob_created(name, blob.digest)
 
 

@@ -1,4 +1,4 @@
-"""An upload's digest, computed the cheapest way its blob store allows.
+"""Upload hashing: an upload's digest, computed the cheapest way its blob store allows.
 
 A store that cannot read an upload back cheaply (S3: it would download the
 blob again) gets a resumable hasher (rehashes) whose state is saved in the
@@ -20,7 +20,7 @@ two requests land on (skopeo opens a connection per request); chunks spread
 over workers cost one read-back at the end.
 
 Each store gets one of the two strategies (``Resumable``, ``OpenSSL``), chosen
-once by ``strategy``; the functions below are what ``registry.uploads`` calls.
+once per store by ``for_store``; ``registry.uploads`` calls its methods.
 
 *sha512* (the spec's other algorithm) is rare, and an upload's algorithm is
 only known when it finishes (the PUT's ``digest``), so the running hash stays
@@ -40,6 +40,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from typing import Any
 
 import rehashes
@@ -104,49 +105,109 @@ class RecentHashers:
 RECENT = RecentHashers(1024)
 
 
-class Resumable:
+class Strategy:
+    """How a store's uploads are hashed; ``for_store`` picks the one subclass a store gets, once.
+
+    A request asks ``hasher_for`` what hashes its chunk, tells ``written`` once the chunk is
+    stored (before the row is saved with its new offset) and ``saved`` once the row is saved,
+    and the finishing request asks ``digest``.
+    """
+
+    def initial_state(self) -> bytes:
+        """The new session row's ``hash_state``."""
+        raise NotImplementedError
+
+    def hasher_for(self, upload: Upload, algorithm: str = FAST) -> Hasher | None:
+        """What hashes the chunk a request brings; None: the chunk goes unhashed (read back at the end).
+
+        ``algorithm``: the one the request finishes the upload with (a PATCH: the running one).
+        """
+        running = self._running(upload)
+        if algorithm == FAST or upload.offset != 0:
+            return running
+        return Both(running, hashlib.new(algorithm))
+
+    def written(self, upload: Upload, hasher: Hasher | None) -> None:
+        """After a chunk is stored, before the row is saved with its new offset: the state that goes
+        with it."""
+        self._written(upload, _running(hasher))
+
+    def saved(self, upload: Upload, hasher: Hasher | None) -> None:
+        """After the row is saved, and only then."""
+
+    def digest(
+        self,
+        upload: Upload,
+        hasher: Hasher | None,
+        reread: Callable[[], Iterator[bytes]],
+        algorithm: str = FAST,
+    ) -> str | None:
+        """``<algorithm>:<hex>`` of the whole upload; ``reread`` gives its bytes when nothing saw them all.
+
+        None: the store cannot tell before the commit (S3, sha512 of a chunked upload); the caller
+        verifies the committed blob (``of_chunks``).
+        """
+        if algorithm == FAST:
+            return self._sha256(upload, _running(hasher), reread)
+        if isinstance(hasher, Both):
+            return f"{algorithm}:{hasher.final.hexdigest()}"
+        return self._reread(algorithm, reread)
+
+    def _running(self, upload: Upload) -> Hasher | None:
+        raise NotImplementedError
+
+    def _written(self, upload: Upload, hasher: Hasher | None) -> None:
+        raise NotImplementedError
+
+    def _sha256(self, upload: Upload, hasher: Hasher | None, reread: Callable[[], Iterator[bytes]]) -> str:
+        raise NotImplementedError
+
+    def _reread(self, algorithm: str, reread: Callable[[], Iterator[bytes]]) -> str | None:
+        raise NotImplementedError
+
+
+class Resumable(Strategy):
     """S3: a resumable SHA-256 whose state is saved in the row after every chunk."""
 
     def initial_state(self) -> bytes:
         return rehashes.PySha256().serialize()
 
-    def running(self, upload: Upload) -> Hasher | None:
+    def _running(self, upload: Upload) -> Hasher | None:
         return rehashes.PySha256.deserialize(upload.hash_state)
 
-    def written(self, upload: Upload, hasher: Hasher | None) -> None:
+    def _written(self, upload: Upload, hasher: Hasher | None) -> None:
         upload.hash_state = hasher.serialize()
 
-    def saved(self, upload: Upload, hasher: Hasher | None) -> None:
-        pass  # the state is in the row
-
-    def sha256(self, upload: Upload, hasher: Hasher | None, reread: Callable[[], Iterator[bytes]]) -> str:
+    def _sha256(self, upload: Upload, hasher: Hasher | None, reread: Callable[[], Iterator[bytes]]) -> str:
         return "sha256:" + hasher.finalize()
 
-    def reread(self, algorithm: str, reread: Callable[[], Iterator[bytes]]) -> str | None:
+    def _reread(self, algorithm: str, reread: Callable[[], Iterator[bytes]]) -> str | None:
         return None  # a multipart upload cannot be read before it is completed: verified after commit
 
 
-class OpenSSL:
+class OpenSSL(Strategy):
     """The filesystem: OpenSSL's SHA-256 kept in the process, the digest so far in the row."""
 
     def initial_state(self) -> bytes:
         return KNOWN + hashlib.sha256().hexdigest().encode()
 
-    def running(self, upload: Upload) -> Hasher | None:
+    def saved(self, upload: Upload, hasher: Hasher | None) -> None:
+        # This process keeps the hasher for the next chunk. Bytes below a saved offset never change,
+        # so a hasher kept for (upload, offset) stays right.
+        running = _running(hasher)
+        if running is not None:
+            RECENT.keep(upload.id, upload.offset, running)
+
+    def _running(self, upload: Upload) -> Hasher | None:
         hasher = RECENT.take(upload.id, upload.offset)
         if hasher is None and upload.offset == 0:
             hasher = hashlib.sha256()
         return hasher
 
-    def written(self, upload: Upload, hasher: Hasher | None) -> None:
+    def _written(self, upload: Upload, hasher: Hasher | None) -> None:
         upload.hash_state = KNOWN + hasher.hexdigest().encode() if hasher is not None else b""
 
-    def saved(self, upload: Upload, hasher: Hasher | None) -> None:
-        # Bytes below a saved offset never change, so a hasher kept for (upload, offset) stays right.
-        if hasher is not None:
-            RECENT.keep(upload.id, upload.offset, hasher)
-
-    def sha256(self, upload: Upload, hasher: Hasher | None, reread: Callable[[], Iterator[bytes]]) -> str:
+    def _sha256(self, upload: Upload, hasher: Hasher | None, reread: Callable[[], Iterator[bytes]]) -> str:
         if hasher is not None:
             return "sha256:" + hasher.hexdigest()
         state = bytes(upload.hash_state)
@@ -154,61 +215,15 @@ class OpenSSL:
             return state.decode()
         return of_chunks(FAST, reread())
 
-    def reread(self, algorithm: str, reread: Callable[[], Iterator[bytes]]) -> str | None:
+    def _reread(self, algorithm: str, reread: Callable[[], Iterator[bytes]]) -> str | None:
         return of_chunks(algorithm, reread())
 
 
-RESUMABLE, OPENSSL = Resumable(), OpenSSL()
-
-
-def strategy(store: BlobStore) -> Resumable | OpenSSL:
+@cache
+def for_store(store: BlobStore) -> Strategy:
     """The one place that tells the stores apart: by whether they read an upload back cheaply."""
-    return OPENSSL if store.rereads_uploads else RESUMABLE
-
-
-def initial_state(store: BlobStore) -> bytes:
-    return strategy(store).initial_state()
-
-
-def hasher_for(upload: Upload, store: BlobStore, algorithm: str = FAST) -> Hasher | None:
-    """What hashes the chunk a request brings; None: the chunk goes unhashed (read back at the end).
-
-    ``algorithm``: the one the request finishes the upload with (a PATCH: the running one).
-    """
-    running = strategy(store).running(upload)
-    if algorithm == FAST or upload.offset != 0:
-        return running
-    return Both(running, hashlib.new(algorithm))
+    return OpenSSL() if store.rereads_uploads else Resumable()
 
 
 def _running(hasher: Hasher | None) -> Hasher | None:
     return hasher.running if isinstance(hasher, Both) else hasher
-
-
-def written(upload: Upload, store: BlobStore, hasher: Hasher | None) -> None:
-    """After a chunk is stored, before the row is saved with its new offset: the state that goes with it."""
-    strategy(store).written(upload, _running(hasher))
-
-
-def saved(upload: Upload, store: BlobStore, hasher: Hasher | None) -> None:
-    """After the row is saved, and only then: this process keeps the OpenSSL hasher for the next chunk."""
-    strategy(store).saved(upload, _running(hasher))
-
-
-def digest(
-    upload: Upload,
-    store: BlobStore,
-    hasher: Hasher | None,
-    reread: Callable[[], Iterator[bytes]],
-    algorithm: str = FAST,
-) -> str | None:
-    """``<algorithm>:<hex>`` of the whole upload; ``reread`` gives its bytes when nothing saw them all.
-
-    None: the store cannot tell before the commit (S3, sha512 of a chunked upload); the caller
-    verifies the committed blob (``of_chunks``).
-    """
-    if algorithm == FAST:
-        return strategy(store).sha256(upload, _running(hasher), reread)
-    if isinstance(hasher, Both):
-        return f"{algorithm}:{hasher.final.hexdigest()}"
-    return strategy(store).reread(algorithm, reread)

@@ -1,0 +1,29 @@
+"""Repositories: found by name, or created by the first push (safe under concurrent pushes)."""
+
+from registry.db.sql import Insert, Names, ignore_conflict, one, rows
+from registry.models import Repository
+
+_r, _insert = Names(Repository), Insert(Repository)
+# Index used: the repository's unique name.
+_ID = f"SELECT {_r.id} FROM {_r} WHERE {_r.name} = %s"
+_CREATE = f"{_insert.values()} {ignore_conflict(Repository, 'name')} RETURNING {_r.id}"
+
+
+def id_of(name: str) -> int | None:
+    row = one(_ID, [name])
+    return None if row is None else row[0]
+
+
+def create(name: str) -> int | None:
+    """Create repository ``name`` unless it exists: its id, whoever created it; None only if it was
+    deleted again in between."""
+    created = rows(_CREATE, _insert.params([_insert.row({"name": name})]))
+    return created[0][0] if created else id_of(name)
+
+
+def get_or_create(name: str) -> Repository:
+    """Repository ``name`` (its id and name), created if missing."""
+    repository_id = id_of(name) or create(name)
+    if repository_id is None:  # created and deleted again by an operator, in between
+        raise Repository.DoesNotExist(f"repository {name} was deleted meanwhile")
+    return Repository(id=repository_id, name=name)

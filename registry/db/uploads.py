@@ -1,0 +1,140 @@
+"""Upload sessions: insert, claim (and read), renew, save, release, find, delete.
+
+Every write to a session is one conditional statement on its row: a claim
+wins only if no live claim holds the session (and, for a chunk, only at the
+offset it starts from), and saving or renewing only while the claim holds,
+so two requests can never write one session at once (``registry.uploads``).
+"""
+
+import uuid
+from datetime import datetime
+
+from django.db import connection
+
+from registry.db.sql import Insert, Names, one, prepared, rowcount
+from registry.models import Repository, Upload
+
+_u, _r = Names(Upload), Names(Repository)
+_insert = Insert(Upload)
+_STATE = ("repository", "offset", "hash_state", "storage_state")
+# Nothing is inserted if the repository does not exist yet: the caller creates it and retries.
+_INSERT = (
+    _insert.select({"repository_id": _r.id}, f"FROM {_r} WHERE {_r.name} = %s")
+    + f" RETURNING {_u.repository}"
+)
+# Index used: the primary key, and the repository's unique name.
+_CLAIM = (
+    f"UPDATE {_u} SET {_u.claim} = %s, {_u.claimed_until} = %s "
+    f"WHERE {_u.id} = %s AND {_u.repository} = (SELECT {_r.id} FROM {_r} WHERE {_r.name} = %s) "
+    f"AND ({_u.claim} IS NULL OR {_u.claimed_until} < %s)"
+)
+_RETURNING = f" RETURNING {_u.of(*_STATE)}"
+_UNCLAIMED = f"{_u.claim} = NULL, {_u.claimed_until} = NULL"
+_SQL = {
+    "claim": _CLAIM + _RETURNING,
+    "claim_at_offset": _CLAIM + f" AND {_u.offset} = %s" + _RETURNING,
+    "renew": f"UPDATE {_u} SET {_u.claimed_until} = %s WHERE {_u.id} = %s AND {_u.claim} = %s",
+    "save": (
+        f"UPDATE {_u} SET {_u.offset} = %s, {_u.hash_state} = %s, {_u.storage_state} = %s, "
+        f"{_u.updated} = %s, {_UNCLAIMED} WHERE {_u.id} = %s AND {_u.claim} = %s"
+    ),
+    "release": f"UPDATE {_u} SET {_UNCLAIMED} WHERE {_u.id} = %s AND {_u.claim} = %s",
+    "delete": f"DELETE FROM {_u} WHERE {_u.id} = %s",
+    "find": (
+        f"SELECT {_u.of(*_STATE, 'claim', 'claimed_until', 'created', 'updated')} FROM {_u} "
+        f"WHERE {_u.id} = %s AND {_u.repository} = (SELECT {_r.id} FROM {_r} WHERE {_r.name} = %s)"
+    ),
+}
+
+
+def insert(upload: Upload, name: str) -> int | None:
+    """Insert session ``upload`` into repository ``name``: the repository's id, or None if there is
+    no such repository."""
+    row = {each.attname: getattr(upload, each.attname) for each in _insert.fields}
+    inserted = one(_INSERT, [*_insert.params([row], computed=["repository_id"]), name])
+    return None if inserted is None else inserted[0]
+
+
+def claim(
+    name: str, upload_id: uuid.UUID, start: int | None, claim_id: uuid.UUID, now: datetime, until: datetime
+) -> Upload | None:
+    """Claim session ``upload_id`` of repository ``name`` until ``until`` if no live claim holds it
+    (and it is at offset ``start``, if given), and read it; None if it could not be claimed."""
+    params = [
+        prepared(Upload, "claim", claim_id),
+        prepared(Upload, "claimed_until", until),
+        prepared(Upload, "id", upload_id),
+        name,
+        prepared(Upload, "claimed_until", now),
+    ]
+    if start is not None:
+        params.append(start)
+    row = one(_SQL["claim" if start is None else "claim_at_offset"], params)
+    if row is None:
+        return None
+    # The name is what the request said and the statement checked: no query for the row.
+    return _session(upload_id, name, row, claim=claim_id, claimed_until=until)
+
+
+def find(name: str, upload_id: str) -> Upload | None:
+    """Session ``upload_id`` of repository ``name``, as it stands (claimed or not)."""
+    session_id = uuid.UUID(upload_id)
+    row = one(_SQL["find"], [prepared(Upload, "id", session_id), name])
+    if row is None:
+        return None
+    claims = ("claim", "claimed_until", "created", "updated")
+    fields = {field: _from_db(Upload, field, value) for field, value in zip(claims, row[4:], strict=True)}
+    return _session(session_id, name, row[:4], **fields)
+
+
+def renew(upload_id: uuid.UUID, claim_id: uuid.UUID, until: datetime) -> bool:
+    """Hold claim ``claim_id`` until ``until``; False if it no longer holds the session."""
+    params = [
+        prepared(Upload, "claimed_until", until),
+        prepared(Upload, "id", upload_id),
+        prepared(Upload, "claim", claim_id),
+    ]
+    return rowcount(_SQL["renew"], params) == 1
+
+
+def save(upload: Upload, claim_id: uuid.UUID) -> bool:
+    """Store the session's offset and states and drop claim ``claim_id``; False if it no longer holds."""
+    params = [
+        upload.offset,
+        prepared(Upload, "hash_state", upload.hash_state),
+        prepared(Upload, "storage_state", upload.storage_state),
+        prepared(Upload, "updated", Upload._meta.get_field("updated").get_default()),
+        prepared(Upload, "id", upload.id),
+        prepared(Upload, "claim", claim_id),
+    ]
+    return rowcount(_SQL["save"], params) == 1
+
+
+def release(upload_id: uuid.UUID, claim_id: uuid.UUID) -> None:
+    rowcount(_SQL["release"], [prepared(Upload, "id", upload_id), prepared(Upload, "claim", claim_id)])
+
+
+def delete(upload_id: uuid.UUID) -> None:
+    rowcount(_SQL["delete"], [prepared(Upload, "id", upload_id)])
+
+
+def _session(upload_id: uuid.UUID, name: str, state: tuple, **fields: object) -> Upload:
+    repository_id, offset, hash_state, storage_state = state
+    return Upload(
+        id=upload_id,
+        repository=Repository(id=repository_id, name=name),
+        offset=offset,
+        hash_state=bytes(hash_state),
+        storage_state=_from_db(Upload, "storage_state", storage_state),
+        **fields,
+    )
+
+
+def _from_db(model: type[Upload], name: str, value: object) -> object:
+    """A value as the ORM would hand it over: converted by the field and the backend (SQLite gives a
+    UUID as text, a time as a string)."""
+    field = model._meta.get_field(name)
+    column = field.get_col(model._meta.db_table)
+    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+        value = converter(value, column, connection)
+    return value

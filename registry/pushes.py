@@ -1,0 +1,71 @@
+"""Storing a pushed manifest: its references, its tag and its conflicts, all or nothing.
+
+One transaction (``registry.db``): the repository (created by the first
+push), which of the referenced blobs and child manifests it has, the
+manifest's row, its references, the absent references it may keep or
+resolves (``registry.sparse``), the blob links again, the tag. The blobs'
+sizes must be the ones the manifest states.
+
+The checks run before the commit, and the database's foreign keys stand
+behind them: a blob or child manifest that garbage collection or a delete
+removes in between fails the commit, which the client hears as
+``MANIFEST_BLOB_UNKNOWN`` (push it again), never as a manifest that names
+nothing.
+"""
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from registry import errors, sparse
+from registry.db import blobs, manifests, repositories
+from registry.db.blobs import Linked
+from registry.errors import RegistryError
+from registry.manifests import ParsedManifest
+
+
+def store_manifest(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
+    """Store manifest ``digest`` (``content``, parsed) in repository ``name``, tagged ``tag`` if given."""
+    try:
+        _store(name, digest, content, parsed, tag)
+    except IntegrityError as exc:
+        # A blob or child manifest went (garbage collection, a delete) between the
+        # check and the commit: the database's foreign keys refused the reference.
+        raise RegistryError(
+            errors.MANIFEST_BLOB_UNKNOWN, "a referenced blob or manifest was deleted meanwhile; push it again"
+        ) from exc
+
+
+def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
+    with transaction.atomic():
+        repository_id = repositories.id_of(name) or repositories.create(name)
+        if repository_id is None:  # created and deleted again by an operator, in between
+            raise IntegrityError("the repository was deleted meanwhile")
+        linked = blobs.linked_among(repository_id, parsed.blobs)
+        children = manifests.among(repository_id, parsed.children)
+        absent = _check_references(parsed, linked, children)
+        manifest_id = manifests.insert(repository_id, digest, content, parsed)
+        if manifest_id is None:  # it existed, and garbage collection deleted it since the insert
+            raise IntegrityError("the manifest was deleted meanwhile")
+        blob_ids = [blob.id for blob in linked]
+        manifests.link_references(manifest_id, blob_ids, [child.id for child in children])
+        if absent:
+            manifests.record_absent(manifest_id, absent.blobs, absent.children)
+        manifests.resolve_absent(repository_id, digest, manifest_id)  # indexes pushed before it, if any
+        # Linked already; linked again so that a link that gc removed meanwhile is back at commit.
+        blobs.link(repository_id, blob_ids)
+        if tag:
+            manifests.point_tag(repository_id, tag, manifest_id)
+
+
+def _check_references(parsed: ParsedManifest, linked: list[Linked], children: list[Linked]) -> sparse.Absent:
+    """What the manifest may reference without the repository having it (``CROW_SPARSE_MANIFESTS``)."""
+    present_blobs, present_children = {blob.digest for blob in linked}, {child.digest for child in children}
+    absent = sparse.check(parsed, present_blobs, present_children, settings.CROW_SPARSE_MANIFESTS)
+    for blob in linked:
+        if blob.size != parsed.blobs[blob.digest]:
+            raise RegistryError(
+                errors.MANIFEST_INVALID,
+                f"the manifest says {blob.digest} has {parsed.blobs[blob.digest]} bytes, it has {blob.size}",
+                detail={"digest": blob.digest, "size": blob.size},
+            )
+    return absent
