@@ -91,7 +91,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.b
     # Parameters bound by the server, and a statement that a connection runs
     # five times prepared (psycopg's threshold; Django turns it off by
     # default): PostgreSQL then stops parsing and planning the hot reads of
-    # registry.hotpath and the ORM's repeated queries on every request.
+    # registry.db and the ORM's repeated queries on every request.
     # CROW_DB_PREPARE=0 behind a pooler that cannot keep prepared statements.
     DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
 # Seconds to wait for PostgreSQL to accept a connection, and for any one call to it (0: no bound).
