@@ -68,6 +68,7 @@ LAYERS = (
             "registry.uploads",
             "registry.claims",
             "registry.pushes",
+            "registry.deletions",
             "registry.hashing",
             "registry.sparse",
             "registry.locks",

@@ -99,6 +99,25 @@ def test_pushing_the_child_later_links_it_and_gc_keeps_it(client: Client) -> Non
     assert oci.content(oci.get_manifest(client, NAME, ARM.manifest.digest)) == ARM.manifest.data
 
 
+def test_deleting_a_child_makes_it_absent_in_its_index_until_it_is_pushed_again(client: Client) -> None:
+    oci.push_image(client, NAME, AMD)
+    oci.push_image(client, NAME, ARM)
+    assert oci.put_manifest(client, NAME, "multi", INDEX).status_code == 201
+
+    assert client.delete(f"/v2/{NAME}/manifests/{ARM.manifest.digest}").status_code == 202
+
+    oci.assert_error(oci.get_manifest(client, NAME, ARM.manifest.digest), 404, "MANIFEST_UNKNOWN")
+    assert oci.content(oci.get_manifest(client, NAME, "multi")) == INDEX.data
+    index = Manifest.objects.get(digest=INDEX.digest)
+    assert list(AbsentReference.objects.values_list("manifest", "digest", "kind")) == [
+        (index.id, ARM.manifest.digest, AbsentReference.MANIFEST)
+    ]
+    oci.push_image(client, NAME, ARM)
+    children = set(ManifestChild.objects.filter(parent=index).values_list("child__digest", flat=True))
+    assert children == {AMD.manifest.digest, ARM.manifest.digest}
+    assert not AbsentReference.objects.exists()
+
+
 def test_gc_keeps_a_sparse_index_and_its_present_child(client: Client) -> None:
     push_index_with_an_absent_child(client)
     report = collect(untagged=True)

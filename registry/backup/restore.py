@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Model
 
 from registry import locks, sparse
 from registry.backup import accounts
@@ -210,6 +211,13 @@ def _load(layout: Layout, metadata: dict[str, Any], stored: dict[str, str], repo
     report.notes += notes
 
 
+def _insert(rows: Iterable[Model]) -> None:
+    """Insert ``rows`` (all of one model) in batches; rows that exist already are kept as they are."""
+    rows = list(rows)
+    if rows:
+        type(rows[0]).objects.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
+
+
 def _load_repository(
     layout: Layout,
     repository: dict[str, Any],
@@ -217,45 +225,19 @@ def _load_repository(
     blob_ids: dict[str, int],
     report: RestoreReport,
 ) -> None:
-    RepositoryBlob.objects.bulk_create(
-        [RepositoryBlob(repository_id=repository_id, blob_id=blob_ids[d]) for d in repository["blobs"]],
-        ignore_conflicts=True,
-        batch_size=BATCH,
-    )
+    _insert(RepositoryBlob(repository_id=repository_id, blob_id=blob_ids[d]) for d in repository["blobs"])
     existing = set(Manifest.objects.filter(repository_id=repository_id).values_list("digest", flat=True))
     new = [m for m in repository["manifests"] if m["digest"] not in existing]
     for start in range(0, len(new), BATCH):
-        Manifest.objects.bulk_create(
-            [_manifest(layout, repository_id, m) for m in new[start : start + BATCH]], ignore_conflicts=True
-        )
+        _insert(_manifest(layout, repository_id, m) for m in new[start : start + BATCH])
     report.manifests += len(new)
-    manifest_ids = dict(Manifest.objects.filter(repository_id=repository_id).values_list("digest", "id"))
-    ManifestBlob.objects.bulk_create(
-        [
-            ManifestBlob(manifest_id=manifest_ids[m["digest"]], blob_id=blob_ids[d])
-            for m in new
-            for d in m["blobs"]
-        ],
-        batch_size=BATCH,
-        ignore_conflicts=True,
-    )
-    ManifestChild.objects.bulk_create(
-        [
-            ManifestChild(parent_id=manifest_ids[m["digest"]], child_id=manifest_ids[d])
-            for m in new
-            for d in m["children"]
-        ],
-        batch_size=BATCH,
-        ignore_conflicts=True,
-    )
-    AbsentReference.objects.bulk_create(
-        [
-            AbsentReference(manifest_id=manifest_ids[m["digest"]], digest=a["digest"], kind=a["kind"])
-            for m in new
-            for a in m.get("absent", ())  # version 2
-        ],
-        batch_size=BATCH,
-        ignore_conflicts=True,
+    ids = dict(Manifest.objects.filter(repository_id=repository_id).values_list("digest", "id"))
+    _insert(ManifestBlob(manifest_id=ids[m["digest"]], blob_id=blob_ids[d]) for m in new for d in m["blobs"])
+    _insert(ManifestChild(parent_id=ids[m["digest"]], child_id=ids[d]) for m in new for d in m["children"])
+    _insert(
+        AbsentReference(manifest_id=ids[m["digest"]], digest=a["digest"], kind=a["kind"])
+        for m in new
+        for a in m.get("absent", ())  # version 2
     )
     sparse.resolve_present(repository_id)  # absent children that this installation or backup has
     tags = dict(Tag.objects.filter(repository_id=repository_id).values_list("name", "manifest__digest"))
@@ -268,18 +250,9 @@ def _load_repository(
             report.notes.append(
                 f"tag {repository['name']}:{tag['name']}: kept {current} (the backup has {tag['digest']})"
             )
-    Tag.objects.bulk_create(
-        [
-            Tag(
-                repository_id=repository_id,
-                name=t["name"],
-                manifest_id=manifest_ids[t["digest"]],
-                updated=t["updated"],
-            )
-            for t in new_tags
-        ],
-        batch_size=BATCH,
-        ignore_conflicts=True,
+    _insert(
+        Tag(repository_id=repository_id, name=t["name"], manifest_id=ids[t["digest"]], updated=t["updated"])
+        for t in new_tags
     )
     report.tags += len(new_tags)
 

@@ -35,7 +35,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from registry import locks
+from registry import locks, models
 from registry.backup import accounts
 from registry.backup.format import (
     FORMAT,
@@ -49,16 +49,6 @@ from registry.backup.format import (
 )
 from registry.backup.layout import CorruptBlob, Layout, LayoutError
 from registry.backup.locations import open_layout
-from registry.models import (
-    AbsentReference,
-    Blob,
-    Manifest,
-    ManifestBlob,
-    ManifestChild,
-    Repository,
-    RepositoryBlob,
-    Tag,
-)
 from registry.progress import Phase, Progress
 from registry.storage import StorageError, blob_store
 
@@ -198,29 +188,33 @@ def _read(
     created = timezone.now()
     repositories = {
         pk: {"name": name, "created": when, "blobs": [], "manifests": [], "tags": []}
-        for pk, name, when in Repository.objects.values_list("id", "name", "created")
+        for pk, name, when in models.Repository.objects.values_list("id", "name", "created")
     }
     blobs = {
         pk: _Blob(digest, size, key, when)
-        for pk, digest, size, key, when in Blob.objects.values_list("id", "digest", "size", "key", "created")
+        for pk, digest, size, key, when in models.Blob.objects.values_list(
+            "id", "digest", "size", "key", "created"
+        )
     }
     used: set[int] = set()
-    for repository_id, blob_id in RepositoryBlob.objects.values_list("repository_id", "blob_id"):
+    for repository_id, blob_id in models.RepositoryBlob.objects.values_list("repository_id", "blob_id"):
         repositories[repository_id]["blobs"].append(blobs[blob_id].digest)
         used.add(blob_id)
     manifest_blobs: dict[int, list[str]] = defaultdict(list)
-    for manifest_id, blob_id in ManifestBlob.objects.values_list("manifest_id", "blob_id"):
+    for manifest_id, blob_id in models.ManifestBlob.objects.values_list("manifest_id", "blob_id"):
         manifest_blobs[manifest_id].append(blobs[blob_id].digest)
         blobs[blob_id].referenced = True
         used.add(blob_id)
-    digests = dict(Manifest.objects.values_list("id", "digest"))
+    digests = dict(models.Manifest.objects.values_list("id", "digest"))
     children: dict[int, list[str]] = defaultdict(list)
-    for parent_id, child_id in ManifestChild.objects.values_list("parent_id", "child_id"):
+    for parent_id, child_id in models.ManifestChild.objects.values_list("parent_id", "child_id"):
         children[parent_id].append(digests[child_id])
     absent: dict[int, list[dict[str, str]]] = defaultdict(list)
-    for manifest_id, digest, kind in AbsentReference.objects.values_list("manifest_id", "digest", "kind"):
+    for manifest_id, digest, kind in models.AbsentReference.objects.values_list(
+        "manifest_id", "digest", "kind"
+    ):
         absent[manifest_id].append({"digest": digest, "kind": kind})
-    for repository_id, name, manifest_id, updated in Tag.objects.values_list(
+    for repository_id, name, manifest_id, updated in models.Tag.objects.values_list(
         "repository_id", "name", "manifest_id", "updated"
     ):
         repositories[repository_id]["tags"].append(
@@ -237,7 +231,7 @@ def _read(
         "subject",
         "annotations",
     )
-    rows = Manifest.objects.values_list(*fields, "created", "content").iterator(MANIFEST_BATCH)
+    rows = models.Manifest.objects.values_list(*fields, "created", "content").iterator(MANIFEST_BATCH)
     with progress.phase("writing manifests", len(digests)) as phase:
         for row in rows:
             references = (manifest_blobs, children, absent)
@@ -308,7 +302,7 @@ def _copy_blobs(
             try:
                 layout.write_blob(blob.digest, blob.size, _counted(_read_source(store, blob), phase))
             except StorageError as exc:
-                if blob.referenced or Blob.objects.filter(digest=blob.digest, key=blob.key).exists():
+                if blob.referenced or models.Blob.objects.filter(digest=blob.digest, key=blob.key).exists():
                     raise BackupError(
                         f"could not read blob {blob.digest} from the registry's store: {exc}"
                     ) from exc

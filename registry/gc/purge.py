@@ -28,11 +28,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class PurgeReport(Report):
     DID, WOULD = "purged", "would purge"
+    COUNTS = "{uploads} uploads, {bytes} bytes"
 
     uploads: int = 0
-
-    def counts(self) -> str:
-        return f"{self.uploads} uploads, {self.bytes} bytes"
 
 
 def abandoned(older_than: timedelta) -> "list[Upload]":

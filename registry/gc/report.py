@@ -18,6 +18,7 @@ class Report:
     DID: ClassVar[str]  # "deleted"
     WOULD: ClassVar[str]  # what a dry run says instead: "would delete"
     FAILED: ClassVar[str] = "failed"  # after the number of failures: ", 2 failed"
+    COUNTS: ClassVar[str] = ""  # what ``counts`` says, formatted with the report's fields
 
     bytes: int = 0
     failed: list[str] = field(default_factory=list)
@@ -25,7 +26,7 @@ class Report:
 
     def counts(self) -> str:
         """What the run counted, between the verb and the failures: ``3 uploads, 1024 bytes``."""
-        raise NotImplementedError
+        return self.COUNTS.format(**vars(self))
 
     def remark(self) -> str:
         """What follows the time, if anything: ``; why something was not done``."""

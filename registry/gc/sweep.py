@@ -27,11 +27,9 @@ LEFTOVER_MIN_AGE = timedelta(minutes=1)
 @dataclass
 class SweepReport(Report):
     DID, WOULD = "swept", "would sweep"
+    COUNTS = "{objects} unknown objects: {bytes} bytes"
 
     objects: int = 0
-
-    def counts(self) -> str:
-        return f"{self.objects} unknown objects: {self.bytes} bytes"
 
 
 def delete_objects(keys: list[str]) -> dict[str, StorageError]:

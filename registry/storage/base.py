@@ -128,14 +128,9 @@ class BlobStore(ABC):
 
     @abstractmethod
     def write(
-        self,
-        upload_id: str,
-        state: dict,
-        offset: int,
-        chunks: Iterable[bytes],
-        claim: WriteClaim = SOLE_WRITER,
+        self, upload_id: str, state: dict, offset: int, data: Iterable[bytes], claim: WriteClaim = SOLE_WRITER
     ) -> dict:
-        """Append ``chunks`` to the upload, whose committed length is ``offset``; returns the new state.
+        """Append ``data`` to the upload, whose committed length is ``offset``; returns the new state.
 
         Anything a failed earlier write left past ``offset`` is discarded. Raises ``Fenced`` once
         ``claim`` was taken over: no byte of this call reaches the upload after that.

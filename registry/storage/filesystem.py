@@ -62,18 +62,13 @@ class FilesystemStore(BlobStore):
         return {}
 
     def write(
-        self,
-        upload_id: str,
-        state: dict,
-        offset: int,
-        chunks: Iterable[bytes],
-        claim: WriteClaim = SOLE_WRITER,
+        self, upload_id: str, state: dict, offset: int, data: Iterable[bytes], claim: WriteClaim = SOLE_WRITER
     ) -> dict:
         try:
             with upload_files.take(self.upload_directory(upload_id), offset, claim) as held:
                 held.truncate(offset)
                 position = offset
-                for chunk in chunks:
+                for chunk in data:
                     position = held.write_at(position, chunk)
         except OSError as exc:
             raise storage_error("cannot write upload file", exc, self.root) from exc

@@ -167,12 +167,7 @@ class S3Store(BlobStore):
         return {"mpu": None, "parts": [], "tail": 0, "tail_key": None}
 
     def write(
-        self,
-        upload_id: str,
-        state: dict,
-        offset: int,
-        chunks: Iterable[bytes],
-        claim: WriteClaim = SOLE_WRITER,
+        self, upload_id: str, state: dict, offset: int, data: Iterable[bytes], claim: WriteClaim = SOLE_WRITER
     ) -> dict:
         mpu, parts, tail = state["mpu"], list(state["parts"]), state["tail"]
         saved_tail_key = tail_key = self._saved_tail_key(upload_id, state) if tail else None
@@ -183,7 +178,7 @@ class S3Store(BlobStore):
             )
         limit = MAX_PARTS * self.part_size
         buffer = bytearray(self._read_tail(upload_id, tail_key, tail)) if tail_key else bytearray()
-        for chunk in chunks:
+        for chunk in data:
             view = memoryview(chunk)
             if len(parts) * self.part_size + len(buffer) + len(view) > limit:
                 raise StorageError(

@@ -3,13 +3,12 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, etags, manifests, mediatypes, pushes, responses
+from registry import deletions, errors, etags, manifests, mediatypes, pushes, responses
 from registry.bodies import Body
 from registry.db import manifests as manifest_rows
 from registry.db import repositories
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
-from registry.models import Manifest, Tag
 from registry.references import Reference
 
 
@@ -53,10 +52,7 @@ def delete_manifest(request: HttpRequest, name: str, reference: str) -> HttpResp
     if not settings.CROW_DELETE_ENABLED:
         raise RegistryError(errors.UNSUPPORTED, "deletes are disabled on this registry")
     ref = Reference.parse(reference)
-    if ref.tag:
-        deleted, _ = Tag.objects.filter(repository__name=name, name=ref.tag).delete()
-    else:
-        deleted, _ = Manifest.objects.filter(repository__name=name, digest=ref.digest).delete()
+    deleted = deletions.delete_tag(name, ref.tag) if ref.tag else deletions.delete_manifest(name, ref.digest)
     if not deleted:
         raise _unknown(name, ref)
     return responses.empty(202)
