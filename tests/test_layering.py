@@ -133,6 +133,8 @@ LAYERS = (
             "crow.apps",
             "crow.urls",
             "crow.wsgi",
+            "crow.asgi",
+            "crow.fastpath",
             "crow.gunicorn.conf",
             "crow.outages",
             "crow.earlyanswers",
