@@ -5,7 +5,8 @@
     .venv/bin/python -m bench.footprint --root DIR  # measure another checkout (a before/after pair)
 
 Configurations: filesystem store on SQLite (the embedded default), filesystem
-on PostgreSQL, S3 on PostgreSQL (settings only: nothing here talks to S3).
+on PostgreSQL, S3 on PostgreSQL (settings only: nothing here talks to S3); an
+open registry, as ``make run`` serves, or with ``--auth`` authentication on.
 Per configuration, in a fresh interpreter: seconds to import ``crow.asgi``,
 modules loaded, RSS, USS (private pages) and PSS, and which of the large
 optional packages got imported. ``--server`` starts ``granian --interface asgi
@@ -83,7 +84,7 @@ def configurations(database: str) -> dict[str, dict[str, str]]:
     }
 
 
-def environment(root: Path, var: Path, settings: dict[str, str]) -> dict[str, str]:
+def environment(root: Path, var: Path, settings: dict[str, str], auth: bool) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if not k.startswith("CROW_") and k != "DATABASE_URL"}
     return {
         **keep,
@@ -92,7 +93,7 @@ def environment(root: Path, var: Path, settings: dict[str, str]) -> dict[str, st
         "CROW_VAR_DIR": str(var),
         "CROW_DEBUG": "0",
         "CROW_SECRET_KEY": secrets.token_urlsafe(50),
-        "CROW_AUTH_DISABLED": "1",
+        "CROW_AUTH_DISABLED": "0" if auth else "1",
         "CROW_LOG_LEVEL": "ERROR",
         **settings,
     }
@@ -140,6 +141,8 @@ def server_pss(root: Path, env: dict[str, str], workers: int, idle: float) -> tu
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=5).close()
                 break
+            except urllib.error.HTTPError:
+                break  # an answer all the same: 401 with authentication on
             except (urllib.error.URLError, ConnectionError):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
@@ -176,6 +179,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure (default: this one)")
     parser.add_argument("--database", default="crow", help="PostgreSQL database (it must exist)")
     parser.add_argument("--server", action="store_true", help="also measure an idle granian tree")
+    parser.add_argument("--auth", action="store_true", help="authentication on (default: an open registry)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--idle", type=float, default=3.0, help="seconds to idle before reading PSS")
     args = parser.parse_args()
@@ -183,7 +187,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="crow-footprint-") as var:
         (Path(var) / "static").mkdir()  # WhiteNoise warns in every process without it
         for name, settings in configurations(args.database).items():
-            env = environment(root, Path(var), settings)
+            env = environment(root, Path(var), settings, args.auth)
             got = imports(root, env)
             rss, uss, pss = (got[key] / 1024 for key in ("rss", "uss", "pss"))
             print(
