@@ -20,7 +20,7 @@ tells a private repository from a missing one:
 
 from django.conf import settings
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import get_script_prefix
 
 from registry import errors
 from registry.auth import credentials, identity, permissions
@@ -30,6 +30,10 @@ from registry.auth.models import PULL, PUSH
 from registry.errors import RegistryError
 
 _ATTRIBUTE = "crow_identity"
+
+# The token service's route (crow.urls). The realm is built from it, not with reverse(): the first
+# reverse() in a process imports every URLconf, the management API's included (crow.urls says why not).
+TOKEN_ROUTE = "token"
 
 
 def authorize(request: HttpRequest, name: str | None, action: str) -> Identity:
@@ -74,7 +78,7 @@ def challenge(request: HttpRequest, scope: str | None = None, error: str | None 
 
 def realm(request: HttpRequest) -> str:
     """The token service's absolute URL: ``CROW_TOKEN_REALM``, or this server's own ``/token``."""
-    return settings.CROW_TOKEN_REALM or request.build_absolute_uri(reverse("token"))
+    return settings.CROW_TOKEN_REALM or request.build_absolute_uri(get_script_prefix() + TOKEN_ROUTE)
 
 
 def _allowed(caller: Identity, name: str) -> frozenset[str]:

@@ -8,8 +8,6 @@ from django.core.checks import CheckMessage, Error, register
 from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
 
-from registry.auth import keys
-
 
 @register()
 def check_auth_disabled(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -29,6 +27,8 @@ def check_auth_disabled(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 def check_token_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if not settings.CROW_TOKEN_KEY:
         return []
+    from registry.auth import keys  # cryptography: only to parse a key that is set
+
     try:
         keys.parse(settings.CROW_TOKEN_KEY)
     except ImproperlyConfigured as exc:

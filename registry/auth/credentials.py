@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
 
-from registry.auth import identity, ratelimit, robots, tokens
+from registry.auth import identity, ratelimit, robots
 from registry.auth.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,10 @@ def from_request(request: HttpRequest) -> Identity:
     """Who the request's credentials say it is: anonymous without any; ``BadCredentials`` if wrong."""
     token = bearer(request)
     if token is not None:
+        # Imported here: tokens bring jwt and cryptography (~10 MiB a process), which an open registry
+        # (CROW_AUTH_DISABLED) never uses; with authentication on, AuthConfig.ready imports them at start-up.
+        from registry.auth import tokens
+
         try:
             subject, access = tokens.verify(token)
         except tokens.InvalidToken as exc:

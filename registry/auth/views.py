@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from registry import errors, responses
-from registry.auth import credentials, identity, scopes, tokens
+from registry.auth import credentials, identity, scopes
 from registry.auth.credentials import BadCredentials
 from registry.auth.identity import Identity
 from registry.errors import RegistryError
@@ -31,6 +31,8 @@ BASIC_CHALLENGE = 'Basic realm="crow"'
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def token(request: HttpRequest) -> HttpResponse:
+    from registry.auth import tokens  # jwt and cryptography: see credentials.from_request
+
     params = request.POST if request.method == "POST" else request.GET
     try:
         _check_service(params.get("service"))
