@@ -33,6 +33,7 @@ which moves them to another worker's socket.
 """
 
 import gc
+import importlib
 import multiprocessing
 import socket
 import sys
@@ -43,6 +44,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from crow import env
 
+TARGET = "crow.asgi:application"  # what granian serves; crow.asgi reads threads() and body_timeout()
 HEADER_TIMEOUT_MAX = 60  # seconds: granian's own bound on --http1-header-read-timeout
 
 
@@ -132,7 +134,7 @@ def refuse_taken(config: Settings) -> None:
 
 def preload() -> None:
     """Load the application in this process and freeze it, for workers forked from here to share."""
-    import crow.asgi  # noqa: F401  (Django set up, routes compiled, no connection opened)
+    importlib.import_module(TARGET.partition(":")[0])  # Django set up, routes compiled, no connection
 
     gc.collect()
     gc.freeze()
@@ -145,7 +147,7 @@ def server(config: Settings):
     from granian.server import Server
 
     return Server(
-        "crow.asgi:application",
+        TARGET,
         address=config.host or "127.0.0.1",
         port=config.port or 0,
         uds=config.uds,
