@@ -1,4 +1,4 @@
-"""The processes tests start (CRoW's server, moto's server, skopeo, manage.py), each in a process group of its own.
+"""The processes tests start (the server, moto, skopeo, manage.py), each in a process group of its own.
 
 A server is more than the process the test started: granian's main process
 forks workers, and killing it alone leaves them serving (a gunicorn worker
