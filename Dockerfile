@@ -1,4 +1,4 @@
-# CRoW in a container: gunicorn (crow/gunicorn.conf.py) on port 5000.
+# CRoW in a container: granian (python -m crow.serve) on port 5000.
 # Without configuration it runs the embedded default, SQLite and blobs under the
 # /app/var volume; set DATABASE_URL, CROW_SECRET_KEY etc. (see .env.example) for production.
 FROM python:3.11-slim
@@ -26,4 +26,4 @@ VOLUME /app/var
 
 # Migrations are idempotent and quick: applying them at start keeps the embedded
 # database and a fresh PostgreSQL usable without a separate step.
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn --config crow/gunicorn.conf.py"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec python -m crow.serve"]

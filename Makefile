@@ -20,7 +20,7 @@ run: $(RUN_STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_admin
-	PORT=$(PORT) exec $(BIN)/gunicorn --config crow/gunicorn.conf.py
+	PORT=$(PORT) exec $(BIN)/python -m crow.serve
 
 test: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

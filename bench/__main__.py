@@ -2,7 +2,6 @@
 
     .venv/bin/python -m bench            # 3 repetitions: about ten minutes
     .venv/bin/python -m bench --quick    # 1 repetition, 5 s load runs
-    .venv/bin/python -m bench --server granian   # CRoW served by granian instead of gunicorn
 
 Both servers run for the whole benchmark; every measurement is taken on one,
 then the other, the order swapping each repetition (A/B, B/A, ...) so that a
@@ -30,10 +29,7 @@ from bench.payload import Payload
 from bench.report import HIGHER, LOWER, Figure, Results
 from bench.servers import Server
 
-SERVERS = {
-    "gunicorn": "gunicorn gthread (crow/gunicorn.conf.py)",
-    "granian": "granian (WSGI, blocking threads)",
-}
+SERVER = "granian (python -m crow.serve: ASGI, Django in threads)"
 
 
 def main() -> None:
@@ -51,9 +47,7 @@ def main() -> None:
     results = Results()
     with ExitStack() as stack:
         reference = stack.enter_context(servers.reference(args.out / "run"))
-        crow = stack.enter_context(
-            servers.crow(args.out / "run", args.postgres, args.workers, args.threads, server=args.server)
-        )
+        crow = stack.enter_context(servers.crow(args.out / "run", args.postgres, args.workers, args.threads))
         workers = len(processes.descendants(crow.pid)) - 1
         start, ours = machine.CpuTimes.now(), _our_cpu((reference, crow))
         # The bar for large transfers: 80% of the slower of the disk and SHA-256.
@@ -277,7 +271,7 @@ def _header(args: argparse.Namespace, workers: int) -> list[str]:
         f"load runs of {args.duration} s.  ",
         f"Machine: {machine.describe()}.  ",
         f"Reference: {version('docker-registry', '--version')}.  ",
-        f"CRoW: {SERVERS[args.server]}, {workers} workers, {threads}; PostgreSQL; "
+        f"CRoW: {SERVER}, {workers} workers, {threads}; PostgreSQL; "
         f"filesystem storage; Python {platform.python_version()}.  ",
         f"Clients: {version('skopeo', '--version')}; {version('wrk', '-v').split(' [')[0]} "
         f"({args.wrk_threads} thread) for GET; ApacheBench {ab.group(1) if ab else '?'} (-k) for HEAD, "
@@ -300,12 +294,6 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--upload-size", type=int, default=100, help="MiB, default 100")
     parser.add_argument("--chunk", type=int, default=5 * MiB, help="bytes per PATCH, default 5 MiB")
     cli.server_arguments(parser)
-    parser.add_argument(
-        "--server",
-        choices=sorted(SERVERS),
-        default="gunicorn",
-        help="CRoW's WSGI server (production: gunicorn)",
-    )
     parser.add_argument("--skip-s3", action="store_true", help="skip CRoW's run on S3 (moto, bench.s3)")
     args = parser.parse_args()
     args.repetitions = args.repetitions or (1 if args.quick else 3)

@@ -1,6 +1,6 @@
 """Push and pull one large blob through a running registry; report time and the server's peak memory.
 
-    .venv/bin/python -m bench.big_blob --url http://127.0.0.1:5000 --pid <gunicorn master pid> --size 1GiB
+    .venv/bin/python -m bench.big_blob --url http://127.0.0.1:5000 --pid <server main pid> --size 1GiB
 
 The blob is generated on the fly by ``bench.payload`` (never held whole in
 memory); the push is a streamed PATCH (chunked transfer encoding, as docker

@@ -11,8 +11,8 @@ OUT = Path(__file__).resolve().parent / "out"
 
 def server_arguments(parser: argparse.ArgumentParser) -> None:
     """CRoW's workers and threads, the PostgreSQL server, the work directory."""
-    parser.add_argument("--workers", type=int, help="CROW_WORKERS (default: crow/gunicorn.conf.py's)")
-    parser.add_argument("--threads", type=int, help="CROW_THREADS (default: crow/gunicorn.conf.py's)")
+    parser.add_argument("--workers", type=int, help="CROW_WORKERS (default: crow/serve.py's)")
+    parser.add_argument("--threads", type=int, help="CROW_THREADS (default: crow/serve.py's)")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432", help="no database name")
     parser.add_argument("--out", type=Path, default=OUT, help="work directory, default bench/out")
 

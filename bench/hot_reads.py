@@ -2,20 +2,16 @@
 
     .venv/bin/python -m bench.hot_reads                          # both servers, 3 repetitions of 5 s
     .venv/bin/python -m bench.hot_reads --crow-only --set CROW_ACCESS_LOG=1
-    .venv/bin/python -m bench.hot_reads --granian                # a third column: CRoW on granian
 
 The full benchmark (``python -m bench``) takes ten minutes; this runs only its
 load rows, on the same servers and clients (wrk for GET, ``ab -k -i`` for
 HEAD), with CRoW on its own database (``crow_perf``) so that it can run next
-to the benchmark. ``--set`` passes settings to CRoW, to compare them; ``--granian`` adds CRoW
-served by granian instead of gunicorn (same workers and threads, its own
-database ``crow_perf_granian``), the measured case for another WSGI server.
+to the benchmark. ``--set`` passes settings to CRoW, to compare them.
 Prints requests/s and server CPU per request (database backends included),
 medians of the repetitions, and CRoW/reference.
 """
 
 import argparse
-import dataclasses
 import statistics
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,7 +22,6 @@ from bench.servers import Server
 
 OUT = Path(__file__).resolve().parent / "out"
 REPOSITORY = "perf/small"
-GRANIAN = "CRoW on granian"
 
 
 def main() -> None:
@@ -45,17 +40,6 @@ def main() -> None:
                 servers.crow(args.out / "perf", args.postgres, args.workers, args.threads, extra)
             )
         )
-        if args.granian:
-            granian = servers.crow(
-                args.out / "granian",
-                args.postgres,
-                args.workers,
-                args.threads,
-                extra,
-                "granian",
-                "crow_perf_granian",
-            )
-            pair.append(dataclasses.replace(stack.enter_context(granian), name=GRANIAN))
         for server in pair:
             measure.push(server, image, REPOSITORY, args.out)
             measure.pull(server, image, REPOSITORY, args.out)
@@ -114,7 +98,6 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=5, help="seconds per load run")
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--crow-only", action="store_true", help="skip the reference registry")
-    parser.add_argument("--granian", action="store_true", help="also CRoW served by granian")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a CRoW setting")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)

@@ -52,6 +52,18 @@ def tree_rss(pid: int) -> int:
     return sum(processes[p].rss for p in descendants(pid, processes) if p in processes)
 
 
+def tree_pss(pid: int) -> int:
+    """Summed proportional set size (bytes) of ``pid`` and its descendants (a page N share: 1/N each)."""
+    total = 0
+    for process in descendants(pid):
+        try:
+            rollup = Path(f"/proc/{process}/smaps_rollup").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        total += next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")) * 1024
+    return total
+
+
 def cpu_times(roots: Iterable[int]) -> dict[int, float]:
     """CPU seconds so far of every process in the trees under ``roots``, by process id."""
     processes = table()

@@ -1,10 +1,7 @@
 """The two registries under test, started and stopped by the benchmark.
 
-CRoW runs as in production: gunicorn with ``crow/gunicorn.conf.py``, a fresh
+CRoW runs as in production: ``python -m crow.serve`` (granian), a fresh
 PostgreSQL database, ``CROW_DEBUG=0``, a random secret key, filesystem storage.
-``server="granian"`` serves the same application with granian instead (its
-workers and threads from the same ``CROW_WORKERS`` and ``CROW_THREADS``), to
-measure what another WSGI server would change.
 The reference is CNCF distribution from Debian's ``docker-registry`` package
 with the config it ships, minus auth. Both serve plain HTTP on a free loopback
 port and keep their bytes in the work directory, so they share one disk. Each
@@ -31,7 +28,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "crow_bench"
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 40.0  # gunicorn's graceful_timeout is 30 s
+STOP_TIMEOUT = 40.0  # CROW_GRACEFUL_TIMEOUT is 30 s
 # The command each step needs, and the Debian package that has it.
 PACKAGES = {
     "docker-registry": "docker-registry",
@@ -131,13 +128,12 @@ def crow(
     workers: int | None,
     threads: int | None,
     extra: dict[str, str] | None = None,
-    server: str = "gunicorn",
     database: str | None = None,
 ) -> Iterator[Server]:
     """CRoW on a database created for this run and dropped after it, whatever happens.
 
     ``extra`` adds or overrides environment variables (``bench.hot_reads`` compares settings with it);
-    ``server`` is ``gunicorn`` (production) or ``granian``; ``database`` defaults to ``DATABASE``.
+    ``database`` defaults to ``DATABASE``.
     """
     database = database or DATABASE
     root = _fresh(work / "crow")
@@ -173,33 +169,12 @@ def crow(
             )
         if done.returncode != 0:
             raise RuntimeError(f"manage.py migrate failed; see {log}")
-        command = _crow_command(server, port, env)
+        command = [sys.executable, "-m", "crow.serve"]
         with _serve("CRoW", command, env, f"http://127.0.0.1:{port}", log) as started:
             yield dataclasses.replace(started, postgres=postgres, database=database)
     finally:
         _psql(postgres, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         shutil.rmtree(root / "blobs", ignore_errors=True)
-
-
-def _crow_command(server: str, port: int, env: dict[str, str]) -> list[str]:
-    bin_dir = Path(sys.executable).parent
-    if server == "gunicorn":
-        return [str(bin_dir / "gunicorn"), "--config", "crow/gunicorn.conf.py"]
-    if server != "granian":
-        raise ValueError(f"unknown server {server!r}: gunicorn or granian")
-    # gunicorn.conf.py's defaults, for the same number of processes and threads.
-    workers, threads = env.get("CROW_WORKERS", "3"), env.get("CROW_THREADS", "4")
-    return [
-        str(bin_dir / "granian"),
-        "--interface=wsgi",
-        f"--workers={workers}",
-        f"--blocking-threads={threads}",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        "--no-ws",
-        "--log-level=warning",
-        "crow.wsgi:application",
-    ]
 
 
 def _fresh(path: Path) -> Path:
@@ -209,10 +184,12 @@ def _fresh(path: Path) -> Path:
 
 
 def _without_settings(environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
-    """The caller's environment minus anything that configures CRoW or gunicorn."""
-    dropped = ("DATABASE_URL", "PORT", "DJANGO_SETTINGS_MODULE", "GUNICORN_CMD_ARGS")
+    """The caller's environment minus anything that configures CRoW or granian."""
+    dropped = ("DATABASE_URL", "PORT", "DJANGO_SETTINGS_MODULE")
     return {
-        key: value for key, value in environ.items() if not key.startswith("CROW_") and key not in dropped
+        key: value
+        for key, value in environ.items()
+        if not key.startswith(("CROW_", "GRANIAN_")) and key not in dropped
     }
 
 

@@ -1,20 +1,22 @@
-"""ASGI entry point: ``granian --interface asgi crow.asgi:application``.
+"""ASGI entry point: ``python -m crow.serve`` serves ``crow.asgi:application`` with granian.
 
 Each request goes first to ``crow.fastpath`` (hot reads, answered on the event
-loop), then to Django's WSGI application (``crow.wsgi``) in a thread.
+loop), then to Django's WSGI application (``crow.wsgi``) in a thread, through
+CRoW's own bridge (``crow.bridge``): ``CROW_THREADS`` threads per worker, and a
+body that sends nothing for ``CROW_BODY_TIMEOUT`` seconds ends its read.
+Importing this module sets Django up and compiles the routes, opening no
+database connection: ``crow.serve`` imports it before granian forks its workers.
 """
 
 import os
 
-from a2wsgi import WSGIMiddleware
-
-from crow import fastpath
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
+from crow import fastpath, serve  # noqa: E402
+from crow.bridge import Bridge  # noqa: E402
 from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Django up)
 
-django = WSGIMiddleware(wsgi_application, workers=64)
+django = Bridge(wsgi_application, threads=serve.threads(), body_timeout=serve.body_timeout())
 
 
 async def application(scope, receive, send) -> None:

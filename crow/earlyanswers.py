@@ -5,109 +5,55 @@ over the size limit (413), credentials refused on a PUT or PATCH (401/403), a
 PATCH to an unknown upload (404), a chunk refused (416). Many clients
 (Python's ``http.client`` and ``urllib``, anything without
 ``Expect: 100-continue``) send the whole body before they read the answer.
-gunicorn discards at most 64 KiB of an unread body and then closes the
-socket: with the client's bytes still arriving, the kernel resets the
-connection, and the client sees a broken pipe instead of the answer.
+A server that answers and closes with the client's bytes still arriving
+makes the kernel reset the connection (unread bytes in a closed socket), and
+the client sees a broken pipe instead of the answer: granian does this when
+an application returns with its body unread.
 
-So, once the application has answered, the rest of the body is read and
-discarded, up to ``DRAIN_LIMIT`` bytes within ``DRAIN_TIMEOUT``: the client
-finishes sending, reads the answer, and keeps its connection. Past either
-bound the answer goes out with ``Connection: close``, and after it the
-connection lingers: the write side is shut (the client sees the end of the
-answer), what still arrives is discarded for at most ``LINGER`` seconds, and
-only then is the socket closed, with nothing unread left to cause a reset.
-
-gunicorn drops a ``Connection`` header set by the application (hop-by-hop);
-it writes ``Connection: close`` when its request says so
-(``Request.should_close``), so the ``pre_request`` hook of
-``crow/gunicorn.conf.py`` hands each request to ``serving`` for this module to
-mark. Under another server, the answer lingers without the header.
+So, once Django has answered (``crow.bridge``), the rest of the body is read
+and discarded on the event loop, where a waiting connection holds no thread:
+up to ``DRAIN_LIMIT`` bytes within ``DRAIN_TIMEOUT``, and then the answer goes
+out and the connection stays open for the next request. Past either bound, or
+when the body already failed (stalled, cut), the answer goes out with
+``Connection: close`` and the connection lingers: what still arrives is
+discarded for at most ``LINGER`` seconds, so the client reads the answer
+before granian closes the socket.
 """
 
+import asyncio
 import contextlib
-import socket
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 DRAIN_LIMIT = 8 * 1024 * 1024  # bytes of an unread body discarded to keep the connection
 DRAIN_TIMEOUT = 5.0  # seconds, for those bytes to arrive
 LINGER = 5.0  # seconds a closing connection keeps discarding what the client still sends
-_STEP = 64 * 1024
-
-_current = threading.local()  # gunicorn's request object for the thread's current request
 
 
-def serving(request: Any) -> None:
-    """gunicorn's ``pre_request`` hook: the request being served on this thread."""
-    _current.request = request
+class Body(Protocol):
+    ended: bool
+    failed: BaseException | None
+
+    async def next_piece(self) -> bytes: ...
 
 
-class ReadWholeBody:
-    """WSGI middleware: discard what the application left of a body, or close cleanly."""
-
-    def __init__(self, application: Callable) -> None:
-        self.application = application
-
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        result = self.application(environ, start_response)
-        if not _has_body(environ) or _drain(environ, DRAIN_LIMIT, time.monotonic() + DRAIN_TIMEOUT):
-            return result
-        request = getattr(_current, "request", None)
-        if request is not None:
-            request.must_close = True  # gunicorn then answers "Connection: close" and closes after
-        return _Lingering(result, environ)
+async def answer_then_drain(body: Body, messages: list[dict[str, Any]], send: Any) -> None:
+    """Send ``messages`` (the rest of the answer) once ``body`` is read, or with ``Connection: close``."""
+    kept = body.failed is None and await _drain(body, DRAIN_LIMIT, DRAIN_TIMEOUT)
+    if not kept:
+        for message in messages:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"connection", b"close")]
+    for message in messages:
+        await send(message)
+    if not kept and body.failed is None:
+        await _drain(body, None, LINGER)
 
 
-class _Lingering:
-    """The application's answer; once it is sent, shut the write side and discard what arrives."""
-
-    def __init__(self, result: Iterable[bytes], environ: dict) -> None:
-        self._result = result
-        self._environ = environ
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._result)
-
-    def close(self) -> None:
-        try:
-            if hasattr(self._result, "close"):
-                self._result.close()
-        finally:
-            sock = self._environ.get("gunicorn.socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_WR)
-            _drain(self._environ, None, time.monotonic() + LINGER)
-
-
-def _has_body(environ: dict) -> bool:
-    length = environ.get("CONTENT_LENGTH") or "0"
-    return length != "0" or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-
-
-def _drain(environ: dict, limit: int | None, deadline: float) -> bool:
-    """Read the body to its end, at most ``limit`` bytes (None: any) before ``deadline``: True if it ended."""
-    body = environ["wsgi.input"]
-    sock = environ.get("gunicorn.socket")
-    prior = sock.gettimeout() if sock is not None else None
+async def _drain(body: Body, limit: int | None, seconds: float) -> bool:
+    """Discard the body to its end, at most ``limit`` bytes (None: any) in ``seconds``: True if it ended."""
     drained = 0
-    try:
-        while limit is None or drained <= limit:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if sock is not None:
-                sock.settimeout(remaining)
-            chunk = body.read(_STEP)
-            if not chunk:
-                return True
-            drained += len(chunk)
-        return False
-    except Exception:  # a timeout, a client gone, a malformed chunk: the connection cannot be reused
-        return False
-    finally:
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(prior)
+    with contextlib.suppress(TimeoutError, OSError):  # the bound, a stalled body, a client gone
+        async with asyncio.timeout(seconds):
+            while not body.ended and (limit is None or drained <= limit):
+                drained += len(await body.next_piece())
+    return body.ended

@@ -130,7 +130,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 # Collected by `make run` (collectstatic) and served by WhiteNoise: the admin
-# keeps its styles under gunicorn with no web server in front.
+# keeps its styles under granian with no web server in front.
 STATIC_ROOT = Path(env.string("CROW_STATIC_ROOT", str(VAR_DIR / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,12 +1,12 @@
-"""WSGI entry point: ``gunicorn crow.wsgi``.
+"""WSGI application: what ``crow.asgi`` runs in threads for every request the fast path leaves.
 
 Two Django handlers share one process. The registry's ``/v2/`` API goes to a
 handler without middleware: its endpoints keep no session, set no cookie,
 render no page and check no CSRF token (``registry.endpoint`` does all they
 need), and the eight middleware of the admin cost a tenth of a manifest GET's
 CPU. Everything else (the admin, the token service, the management API, static
-files) goes through ``settings.MIDDLEWARE`` as usual. Around both, what a request
-left of its body is read (``crow.earlyanswers``), so an early answer reaches the client.
+files) goes through ``settings.MIDDLEWARE`` as usual. What a request left of its
+body is read by the bridge, on the event loop (``crow.earlyanswers``).
 """
 
 import os
@@ -16,8 +16,6 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import get_resolver
-
-from crow.earlyanswers import ReadWholeBody
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
@@ -68,7 +66,7 @@ class Dispatch:
 
 
 site = get_wsgi_application()  # sets Django up first
-application = ReadWholeBody(Dispatch(RegistryHandler(), site))
+application = Dispatch(RegistryHandler(), site)
 
 # Import every view and compile the registry's routes now, while the worker boots, instead of in the
 # first request each worker serves (the management API's imports alone take a third of a second).

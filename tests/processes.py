@@ -1,8 +1,8 @@
-"""The processes tests start (gunicorn, moto's server, skopeo, manage.py), each in a process group of its own.
+"""The processes tests start (the server, moto, skopeo, manage.py), each in a process group of its own.
 
-A server is more than the process the test started: gunicorn's arbiter forks
-workers, and killing the arbiter alone leaves them serving (one ran on for 14
-minutes after its test). So every process starts in a new session
+A server is more than the process the test started: granian's main process
+forks workers, and killing it alone leaves them serving (a gunicorn worker
+once ran on for 14 minutes after its test). So every process starts in a new session
 (``start_new_session``: its own process group, out of reach of the terminal's
 Ctrl-C too), and ``stop`` signals the whole group: SIGTERM, a wait, then
 SIGKILL to whatever is left. ``run`` is ``subprocess.run`` with the same

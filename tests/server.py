@@ -1,13 +1,13 @@
-"""A real CRoW server process: gunicorn with ``crow/gunicorn.conf.py``, as ``make run`` starts it.
+"""A real CRoW server process: ``python -m crow.serve`` (granian), as ``make run`` starts it.
 
 The server runs on a free loopback port against the test database and the
 test's own blob root. Its tests need ``transactional_db``: the server is
 another process and only sees committed rows. Every test that uses
-``registry_server`` is marked ``realserver``; a test that starts gunicorn
-otherwise (``running``, ``gunicorn``) must carry the marker itself, or it
+``registry_server`` is marked ``realserver``; a test that starts a server
+otherwise (``running``, ``server``) must carry the marker itself, or it
 fails. When one fails, the server's log is attached to its report. Servers
 start in process groups of their own (``tests.processes``): ``stop`` ends the
-arbiter and its workers.
+main process and its workers.
 
 Authentication stays on, as in production: clients log in as a robot account
 allowed to pull, push and delete in ``team/*`` (what a CI job would use; a
@@ -41,10 +41,10 @@ from tests.processes import spawn, stop  # stop: other modules take it from here
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
-GUNICORN = Path(sys.executable).parent / "gunicorn"
+SERVE = [sys.executable, "-m", "crow.serve"]  # the command that starts a server
 
 _log_key = pytest.StashKey[Path]()
-_current: list[pytest.Item] = []  # the test being run, for the marker check of ``gunicorn``
+_current: list[pytest.Item] = []  # the test being run, for the marker check of ``server``
 
 
 REPOSITORIES = "team/*"  # what the test robot may pull, push and delete
@@ -217,15 +217,15 @@ def open_environment(tmp_path: Path, blob_root: Path, **settings: str) -> dict[s
     }
 
 
-def gunicorn(env: dict[str, str], output: IO[bytes]) -> subprocess.Popen:
-    """gunicorn with ``crow/gunicorn.conf.py`` and ``env``, in a process group of its own (``stop`` it).
+def server(env: dict[str, str], output: IO[bytes]) -> subprocess.Popen:
+    """``python -m crow.serve`` with ``env``, in a process group of its own (``stop`` it).
 
     The running test must be marked ``realserver``: else it fails here.
     """
     if _current and _current[-1].get_closest_marker("realserver") is None:
-        pytest.fail(f"{_current[-1].nodeid} starts gunicorn: mark it realserver", pytrace=False)
+        pytest.fail(f"{_current[-1].nodeid} starts a server: mark it realserver", pytrace=False)
     return spawn(
-        [str(GUNICORN), "--config", "crow/gunicorn.conf.py"],
+        SERVE,
         cwd=ROOT,
         env=env,
         stdout=output,
@@ -235,9 +235,9 @@ def gunicorn(env: dict[str, str], output: IO[bytes]) -> subprocess.Popen:
 
 @contextmanager
 def running(env: dict[str, str], log: Path) -> Iterator[str]:
-    """A gunicorn process with ``env`` (``CROW_BIND`` says where) until the block ends; yields its URL."""
+    """A server with ``env`` (``CROW_BIND`` says where) until the block ends; yields its URL."""
     with open(log, "wb") as output:
-        process = gunicorn(env, output)
+        process = server(env, output)
     try:
         url = f"http://{env['CROW_BIND']}"
         _wait_until_ready(process, url, log)

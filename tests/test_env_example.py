@@ -36,13 +36,13 @@ def test_it_documents_every_setting() -> None:
 
 
 def test_it_documents_every_server_variable() -> None:
-    assert variables_read_by(ROOT / "crow" / "gunicorn.conf.py") - documented() == set()
+    assert variables_read_by(ROOT / "crow" / "serve.py") - documented() == set()
 
 
 def test_it_documents_nothing_that_is_not_read() -> None:
     read = (
         variables_read_by(ROOT / "crow" / "settings.py")
-        | variables_read_by(ROOT / "crow" / "gunicorn.conf.py")
+        | variables_read_by(ROOT / "crow" / "serve.py")
         | {"CROW_REQUIRE_CLIENTS"}
     )
     assert documented() - read == set()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import processes
-from tests.server import ROOT, _port_range, free_port, gunicorn, open_environment
+from tests.server import ROOT, _port_range, free_port, open_environment, server
 
 DEADLINE = 30  # seconds, for what must happen however loaded the machine
 
@@ -80,8 +80,8 @@ def test_a_command_that_times_out_leaves_nothing_behind(tmp_path: Path) -> None:
     assert ends(int((tmp_path / "child").read_text()))
 
 
-def test_starting_gunicorn_without_the_realserver_marker_fails(tmp_path: Path, blob_root: Path) -> None:
+def test_starting_a_server_without_the_realserver_marker_fails(tmp_path: Path, blob_root: Path) -> None:
     env = open_environment(tmp_path, blob_root)
     with open(tmp_path / "server.log", "wb") as output, pytest.raises(pytest.fail.Exception) as failure:
-        gunicorn(env, output)
-    assert "starts gunicorn: mark it realserver" in str(failure.value)
+        server(env, output)
+    assert "starts a server: mark it realserver" in str(failure.value)

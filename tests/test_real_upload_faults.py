@@ -1,4 +1,4 @@
-"""Upload faults against a real gunicorn server (issue 18, items 1, 2 and 3): a writer that stalls
+"""Upload faults against a real server (issue 18, items 1, 2 and 3): a writer that stalls
 past its lease, a worker killed mid-PATCH, a disk that fills up.
 
 A stalled or vanished client needs raw sockets: ``requests`` sends a body whole or not at all.
@@ -132,8 +132,8 @@ def test_a_writer_that_stalled_past_its_lease_cannot_change_the_blob(
     assert sha256(pulled) == sha256(data)
 
 
-def gunicorn_workers(bind: str) -> tuple[int, list[int]]:
-    """The arbiter and worker pids of the gunicorn serving ``bind`` (found by its environment)."""
+def server_workers(bind: str) -> tuple[int, list[int]]:
+    """The main and worker pids of the server serving ``bind`` (found by its environment)."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -143,10 +143,10 @@ def gunicorn_workers(bind: str) -> tuple[int, list[int]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if f"CROW_BIND={bind}".encode() in environ and b"gunicorn" in (entry / "cmdline").read_bytes():
+        if f"CROW_BIND={bind}".encode() in environ and b"crow.serve" in (entry / "cmdline").read_bytes():
             parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    [arbiter] = [pid for pid, parent in parents.items() if parent not in parents]
-    return arbiter, [pid for pid, parent in parents.items() if parent == arbiter]
+    [main] = [pid for pid, parent in parents.items() if parent not in parents]
+    return main, [pid for pid, parent in parents.items() if parent == main]
 
 
 def retrying(call, deadline: float) -> requests.Response:
@@ -169,7 +169,7 @@ def test_an_upload_whose_worker_was_killed_resumes_within_seconds(registry_serve
     assert writer.send(data[:MiB])
     time.sleep(1)  # the worker has claimed the upload and is waiting for more
 
-    _, workers = gunicorn_workers(registry_server.host)
+    _, workers = server_workers(registry_server.host)
     assert workers
     for pid in workers:
         os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,183 @@
+"""``python -m crow.serve``: CRoW served by granian, every setting from the environment.
+
+granian (a Rust HTTP server) holds each connection on its event loop, where a
+connection that waits costs memory, not a thread; ``crow.asgi`` answers hot
+reads there and runs Django in a few threads per worker (``crow.bridge``).
+
+Settings (``.env.example`` documents each): ``CROW_BIND`` (or ``PORT`` on
+127.0.0.1), ``CROW_WORKERS``, ``CROW_THREADS``, ``CROW_HEADER_TIMEOUT``,
+``CROW_BODY_TIMEOUT``, ``CROW_ACCESS_LOG``, ``CROW_LOG_LEVEL``,
+``CROW_GRACEFUL_TIMEOUT``. Fixed here:
+
+- HTTP/1 only (``--http 1``): with ``auto``, granian never times out a fresh
+  connection that sends nothing; on HTTP/1 the header timeout closes a fresh
+  idle connection, a slow-header one, and a keep-alive connection that waits
+  for its next request (hyper starts it whenever a connection waits for a request).
+- No WebSockets; failed workers are respawned; granian's backlog (1024).
+- Preloading: the parent imports ``crow.asgi`` (Django set up, routes compiled,
+  no database connection opened) and freezes what it holds (``gc.freeze()``)
+  before granian forks its workers, which then share those pages
+  (``bench/servers.py`` measures PSS with ``CROW_PRELOAD=0`` to compare).
+- Each worker listens on a socket of its own (granian's ``SO_REUSEPORT``), and
+  the kernel spreads new connections over them, so keep-alive clients land on
+  every worker. The flip side: a second server with the flag would share the
+  port and half of the first one's connections, so a taken address is refused
+  here first, as a plain bind refuses it.
+- SIGTERM: each worker stops accepting, lets its in-flight requests finish,
+  and is killed after ``CROW_GRACEFUL_TIMEOUT`` seconds if it has not.
+
+A worker killed (``kill -9``, the out-of-memory killer) is respawned; the
+connections the kernel had queued on its socket and not yet handed to it are
+reset, unless the host sets ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+),
+which moves them to another worker's socket.
+"""
+
+import gc
+import importlib
+import multiprocessing
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from crow import env
+
+TARGET = "crow.asgi:application"  # what granian serves; crow.asgi reads threads() and body_timeout()
+HEADER_TIMEOUT_MAX = 60  # seconds: granian's own bound on --http1-header-read-timeout
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str | None  # None for a Unix socket
+    port: int | None
+    uds: Path | None
+    workers: int
+    threads: int
+    header_timeout: int  # seconds
+    body_timeout: int  # seconds
+    graceful_timeout: int  # seconds
+    access_log: bool
+    log_level: str
+    preload: bool
+
+    @property
+    def address(self) -> str:
+        return f"unix:{self.uds}" if self.uds else f"{self.host}:{self.port}"
+
+
+def threads() -> int:
+    """Django's threads per worker (``crow.asgi`` reads it in each worker)."""
+    return env.integer("CROW_THREADS", 8, minimum=1)
+
+
+def body_timeout() -> int:
+    """Seconds a request body may send nothing before its read fails (``crow.bridge``)."""
+    return env.duration("CROW_BODY_TIMEOUT", "30s")
+
+
+def settings() -> Settings:
+    bind = env.string("CROW_BIND", "") or f"127.0.0.1:{env.integer('PORT', 5000, minimum=1)}"
+    host, port, uds = _parse_bind(bind)
+    header_timeout = env.duration("CROW_HEADER_TIMEOUT", "30s")
+    if not 1 <= header_timeout <= HEADER_TIMEOUT_MAX:
+        raise ImproperlyConfigured(
+            f"CROW_HEADER_TIMEOUT must be between 1s and {HEADER_TIMEOUT_MAX}s (granian's bound), "
+            f"not {header_timeout}s"
+        )
+    return Settings(
+        host=host,
+        port=port,
+        uds=uds,
+        workers=env.integer("CROW_WORKERS", 2, minimum=1),
+        threads=threads(),
+        header_timeout=header_timeout,
+        body_timeout=body_timeout(),
+        graceful_timeout=max(1, env.duration("CROW_GRACEFUL_TIMEOUT", "30s")),
+        access_log=env.boolean("CROW_ACCESS_LOG", default=True),
+        log_level=env.choice("CROW_LOG_LEVEL", "info", ("critical", "error", "warning", "info", "debug")),
+        preload=env.boolean("CROW_PRELOAD", default=True),
+    )
+
+
+def _parse_bind(bind: str) -> tuple[str | None, int | None, Path | None]:
+    if bind.startswith("unix:"):
+        return None, None, Path(bind.removeprefix("unix:"))
+    host, sep, port = bind.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ImproperlyConfigured(f"CROW_BIND must be HOST:PORT or unix:PATH, not {bind!r}")
+    return host.strip("[]") or "0.0.0.0", int(port), None
+
+
+def refuse_taken(config: Settings) -> None:
+    """Exit with a message if something listens at the address (a plain bind, no ``SO_REUSEPORT``)."""
+    if config.uds is not None:
+        if config.uds.exists():
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(config.uds))
+                except OSError:
+                    return  # a stale socket file: granian replaces it
+            raise SystemExit(f"cannot listen at {config.address}: Address already in use")
+        return
+    family = socket.AF_INET6 if ":" in (config.host or "") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As granian's own sockets: connections of a server that just stopped (TIME_WAIT) do not
+        # hold the address, a socket that listens does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((config.host, config.port))
+        except OSError as exc:
+            raise SystemExit(f"cannot listen at {config.address}: {exc.strerror}") from None
+
+
+def preload() -> None:
+    """Load the application in this process and freeze it, for workers forked from here to share."""
+    importlib.import_module(TARGET.partition(":")[0])  # Django set up, routes compiled, no connection
+
+    gc.collect()
+    gc.freeze()
+
+
+def server(config: Settings):
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    return Server(
+        TARGET,
+        address=config.host or "127.0.0.1",
+        port=config.port or 0,
+        uds=config.uds,
+        interface=Interfaces.ASGI,
+        workers=config.workers,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=config.header_timeout * 1000),
+        log_enabled=True,
+        log_level=LogLevels(config.log_level),
+        log_access=config.access_log,
+        respawn_failed_workers=True,
+        workers_kill_timeout=config.graceful_timeout,
+        working_dir=Path(__file__).resolve().parent.parent,
+    )
+
+
+def main() -> None:
+    config = settings()
+    refuse_taken(config)
+    # Workers share the parent's pages only if granian forks them (its "spawn" would import anew).
+    if config.preload and multiprocessing.get_start_method() == "fork":
+        preload()
+    print(
+        f"CRoW listening at {config.address}: {config.workers} workers of {config.threads} threads",
+        file=sys.stderr,
+        flush=True,
+    )
+    server(config).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""crow.bridge: wsgi.input's file semantics and failures, and which answers go out by path."""
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from crow.bridge import FileWrapper, Input
+
+
+def _reading(messages: list[dict], timeout: float, reads: list[int]) -> list:
+    """Run ``reads`` on an ``Input`` fed ``messages`` (then nothing), as a WSGI thread would."""
+    results: list = []
+
+    async def main() -> None:
+        queue = list(messages)
+
+        async def receive() -> dict:
+            if queue:
+                return queue.pop(0)
+            await asyncio.sleep(3600)  # a client that sends nothing more
+
+        body = Input(asyncio.get_running_loop(), receive, timeout)
+
+        def thread() -> None:
+            for size in reads:
+                try:
+                    results.append(body.read(size))
+                except Exception as exc:
+                    results.append(type(exc))
+
+        worker = threading.Thread(target=thread)
+        worker.start()
+        await asyncio.to_thread(worker.join)
+
+    asyncio.run(main())
+    return results
+
+
+def piece(data: bytes, more: bool = True) -> dict:
+    return {"type": "http.request", "body": data, "more_body": more}
+
+
+def test_read_returns_what_it_was_asked_for_until_the_body_ends() -> None:
+    messages = [piece(b"ab"), piece(b""), piece(b"cde"), piece(b"f", more=False)]
+    assert _reading(messages, 5, [4, 4, 4]) == [b"abcd", b"ef", b""]
+
+
+def test_a_body_that_sends_nothing_times_out_and_a_client_gone_resets() -> None:
+    assert _reading([piece(b"ab")], 0.2, [2, 1]) == [b"ab", TimeoutError]
+    assert _reading([piece(b"ab"), {"type": "http.disconnect"}], 5, [4]) == [ConnectionResetError]
+
+
+def test_only_a_whole_regular_file_goes_out_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * 1000)
+    with open(path, "rb") as whole:
+        assert FileWrapper(whole).whole_file(1000) == str(path)
+    with open(path, "rb") as part:
+        assert FileWrapper(part).whole_file(500) is None  # a Range
+        part.seek(10)
+        assert FileWrapper(part).whole_file(990) is None
+    with open(path, "rb") as replaced:
+        path.unlink()
+        path.write_bytes(b"y" * 1000)  # the name leads to another file now
+        assert FileWrapper(replaced).whole_file(1000) is None
+
+
+@pytest.mark.parametrize("filelike", [object(), None])
+def test_what_has_no_descriptor_is_read(filelike: object) -> None:
+    assert FileWrapper(filelike).whole_file(0) is None
