@@ -8,11 +8,11 @@ import os
 
 from a2wsgi import WSGIMiddleware
 
-from crow import fastpath
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
 from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Django up)
+
+from crow import fastpath  # noqa: E402  (needs Django set up)
 
 django = WSGIMiddleware(wsgi_application, workers=64)
 
@@ -20,9 +20,20 @@ django = WSGIMiddleware(wsgi_application, workers=64)
 async def application(scope, receive, send) -> None:
     if scope["type"] == "http":
         if not await fastpath.serve(scope, receive, send):
-            await django(scope, receive, send)
+            # A write's answer waits until this process's cache has seen what it changed.
+            await django(scope, _coroutine(receive), fastpath.settled(send) if fastpath.changes(scope) else send)
     elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
+
+
+def _coroutine(receive):
+    """``receive`` as a coroutine function: a2wsgi hands it to ``run_coroutine_threadsafe``, which
+    refuses granian's awaitable (every request body broke off with "A coroutine object is required")."""
+
+    async def received() -> dict:
+        return await receive()
+
+    return received
 
 
 async def _lifespan(receive, send) -> None:

@@ -178,6 +178,12 @@ CROW_SPARSE_MANIFESTS = env.choice("CROW_SPARSE_MANIFESTS", "indexes", ("indexes
 # What was pushed, linked or stored this recently is never collected: it may belong to a push in flight.
 CROW_GC_GRACE_PERIOD = env.duration("CROW_GC_GRACE_PERIOD", "1h")
 
+# --- Fast path (crow.fastpath, under granian on PostgreSQL) ----------------------
+# Hot reads answered on the event loop from a per-worker cache kept current by LISTEN/NOTIFY.
+CROW_FASTPATH = env.boolean("CROW_FASTPATH", default=True)
+# The most bytes of answers (manifests, headers) each worker process keeps.
+CROW_FASTPATH_CACHE_BYTES = env.integer("CROW_FASTPATH_CACHE_BYTES", 64 * 1024 * 1024, minimum=0)
+
 # --- Authentication -------------------------------------------------------------
 # Open the registry to everyone, anonymous included, to pull, push and delete: local development only.
 CROW_AUTH_DISABLED = env.boolean("CROW_AUTH_DISABLED", default=False)

@@ -135,6 +135,8 @@ LAYERS = (
             "crow.wsgi",
             "crow.asgi",
             "crow.fastpath",
+            "crow.fastcache",
+            "crow.notices",
             "crow.gunicorn.conf",
             "crow.outages",
             "crow.earlyanswers",
