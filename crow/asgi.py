@@ -12,16 +12,18 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
 from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Django up)
 
-from crow import fastpath  # noqa: E402  (needs Django set up)
-
 django = WSGIMiddleware(wsgi_application, workers=64)
+
+from crow import fastpath  # noqa: E402  (imports the registry: after Django is set up)
 
 
 async def application(scope, receive, send) -> None:
     if scope["type"] == "http":
         if not await fastpath.serve(scope, receive, send):
             # A write's answer waits until this process's cache has seen what it changed.
-            await django(scope, _coroutine(receive), fastpath.settled(send) if fastpath.changes(scope) else send)
+            await django(
+                scope, _coroutine(receive), fastpath.settled(send) if fastpath.changes(scope) else send
+            )
     elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
 

@@ -36,7 +36,9 @@ class Answer:
 
     @property
     def cost(self) -> int:
-        return ENTRY_OVERHEAD + len(self.body) + len(self.path) + sum(len(k) + len(v) for k, v in self.headers)
+        return (
+            ENTRY_OVERHEAD + len(self.body) + len(self.path) + sum(len(k) + len(v) for k, v in self.headers)
+        )
 
 
 class Cache:

@@ -80,7 +80,9 @@ _hosts: dict[bytes, bool] = {}
 
 
 def enabled() -> bool:
-    return settings.CROW_FASTPATH and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    return (
+        settings.CROW_FASTPATH and settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    )
 
 
 async def startup() -> None:
@@ -168,9 +170,10 @@ async def serve(scope, receive, send) -> bool:
             if header in headers:
                 return False
             headers[header] = value
-        elif header in _DEFER or (header == b"content-length" and value.strip() != b"0"):
-            if header != b"range" or (kind == "b" and not head):
-                return False
+        elif (header in _DEFER or (header == b"content-length" and value.strip() != b"0")) and (
+            header != b"range" or (kind == "b" and not head)
+        ):
+            return False
     if not _host_allowed(headers.get(b"host")) or not _may_pull(headers.get(b"authorization"), name):
         return False
     pathsend = kind == "b" and not head
@@ -180,6 +183,12 @@ async def serve(scope, receive, send) -> bool:
         return False
     key = (kind, name, reference)
     answer = cache.get(key)
+    if answer is not None and kind == "m" and settings.CROW_FASTPATH_FRESH_TAGS and not _is_digest(reference):
+        # A tag can move on any replica: wait until every change committed before this request arrived
+        # has been heard (a barrier shared by the tag reads of the moment), then look again.
+        if not await listener.sync():
+            return False
+        answer = cache.get(key)
     if answer is None:
         generation = cache.generation
         try:
@@ -191,7 +200,9 @@ async def serve(scope, receive, send) -> bool:
             return False
         if listener.up:
             cache.store(key, answer, generation)
-    if kind == "m" and not mediatypes.served_to(answer.media_type, headers.get(b"accept", b"").decode("latin-1")):
+    if kind == "m" and not mediatypes.served_to(
+        answer.media_type, headers.get(b"accept", b"").decode("latin-1")
+    ):
         return False
     if pathsend and not (answer.path and os.path.exists(answer.path)):
         return False
@@ -201,6 +212,10 @@ async def serve(scope, receive, send) -> bool:
     else:
         await send({"type": "http.response.body", "body": b"" if head else answer.body})
     return True
+
+
+def _is_digest(reference: str) -> bool:
+    return reference.startswith(("sha256:", "sha512:"))
 
 
 def _host_allowed(host: bytes | None) -> bool:
@@ -244,7 +259,9 @@ def _manifest(name: str, reference: str) -> Answer | None:
     if found is None:
         return None
     immutable = ref.digest is not None
-    response = finished(responses.manifest(found.content, found.media_type, found.digest, immutable=immutable))
+    response = finished(
+        responses.manifest(found.content, found.media_type, found.digest, immutable=immutable)
+    )
     return Answer(_headers(response), found.content, found.media_type)
 
 

@@ -52,7 +52,7 @@ class Listener:
         self._lost = asyncio.Event()
         self._tokens = itertools.count(1)
         self._waiting: list[asyncio.Future[bool]] = []
-        # The barrier on the wire: its token, who waits for it, whether it came back, whether its command ended.
+        # The barrier on the wire (its token, its waiters); whether it came back; whether its command ended.
         self._in_flight: tuple[str, list[asyncio.Future[bool]]] | None = None
         self._token_seen = False
         self._command_done = False

@@ -43,6 +43,7 @@ def served_to(media_type: str, accept: str) -> bool:
     accepted.discard("")
     return not accepted or bool(accepted & {media_type, "*/*", "application/*"})
 
+
 # RFC 6838's type "/" subtype, without parameters: what the image spec requires of
 # ``artifactType`` and of a descriptor's ``mediaType``. At most 255 characters: the
 # columns that keep them.
