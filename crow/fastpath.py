@@ -33,13 +33,17 @@ What a client can rely on (read-your-writes):
   bounded by ``SYNC_TIMEOUT``; past it the cache is flushed and off until the
   listener is back). So after a 201 or 202, this process never answers from
   before the write.
-- Another process or replica drops the entry when PostgreSQL delivers the
-  notice to its listener, which it signals at the writer's commit, before the
-  writer's own barrier even starts. A client that reads there after the
-  writer's answer reaches it sees the change unless that delivery is slower
-  than the client's whole round trip (answer out, next request in, parsed):
-  not a hard guarantee, but a window of PostgreSQL's signal-to-socket latency,
-  which ``tests/test_fastpath_replicas.py`` probes in a loop with two servers.
+- A cached *tag* (``CROW_FASTPATH_FRESH_TAGS``, default on) is answered only
+  after a barrier on this process's listener sent after the request arrived
+  (shared by the tag reads of the moment): any change committed before the
+  request, by any process or replica, has then been heard. So once a PUT or
+  DELETE of a tag has been answered, no process answers the old digest: a
+  hard guarantee, for one NOTIFY round trip per batch of tag reads
+  (``tests/test_fastpath_changes.py`` checks it in a loop with two servers).
+- Without it, and for answers by digest (a deleted manifest, an unlinked
+  blob), another process drops the entry when PostgreSQL delivers the notice
+  to its listener: it signals listeners at the writer's commit, but under load
+  a reader can answer before that (seen: 1 of 40 tag moves on this machine).
 - Writes made outside any server (``manage.py`` commands, ``psql``) notify
   the same way; without a barrier, readers see them once delivered.
 """
