@@ -12,9 +12,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
-from crow import fastpath, serve  # noqa: E402
+from crow import serve  # noqa: E402
 from crow.bridge import Bridge  # noqa: E402
 from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Django up)
+
+from crow import fastpath  # noqa: E402  (imports the registry: after Django is set up)
 
 django = Bridge(wsgi_application, threads=serve.threads(), body_timeout=serve.body_timeout())
 
@@ -22,7 +24,8 @@ django = Bridge(wsgi_application, threads=serve.threads(), body_timeout=serve.bo
 async def application(scope, receive, send) -> None:
     if scope["type"] == "http":
         if not await fastpath.serve(scope, receive, send):
-            await django(scope, receive, send)
+            # A write's answer waits until this process's cache has seen what it changed.
+            await django(scope, receive, fastpath.settled(send) if fastpath.changes(scope) else send)
     elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
 

@@ -178,6 +178,16 @@ CROW_SPARSE_MANIFESTS = env.choice("CROW_SPARSE_MANIFESTS", "indexes", ("indexes
 # What was pushed, linked or stored this recently is never collected: it may belong to a push in flight.
 CROW_GC_GRACE_PERIOD = env.duration("CROW_GC_GRACE_PERIOD", "1h")
 
+# --- Fast path (crow.fastpath, under granian on PostgreSQL) ----------------------
+# Hot reads answered on the event loop from a per-worker cache kept current by LISTEN/NOTIFY.
+CROW_FASTPATH = env.boolean("CROW_FASTPATH", default=True)
+# The most bytes of answers (manifests, headers) each worker process keeps.
+CROW_FASTPATH_CACHE_BYTES = env.integer("CROW_FASTPATH_CACHE_BYTES", 64 * 1024 * 1024, minimum=0)
+# A cached tag is answered only after a NOTIFY round trip on the listening connection (shared by the
+# tag reads of the moment): a tag moved on any replica before the request arrived is never served.
+# 0: no round trip; a tag moved elsewhere is served until its notice arrives (usually well under 1 ms).
+CROW_FASTPATH_FRESH_TAGS = env.boolean("CROW_FASTPATH_FRESH_TAGS", default=True)
+
 # --- Authentication -------------------------------------------------------------
 # Open the registry to everyone, anonymous included, to pull, push and delete: local development only.
 CROW_AUTH_DISABLED = env.boolean("CROW_AUTH_DISABLED", default=False)

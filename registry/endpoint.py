@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from registry import errors, references, responses
@@ -31,11 +32,11 @@ Operation = Callable[..., HttpResponse]
 ACTIONS = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, "DELETE": DELETE}
 
 
-def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
+def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
     allowed = ", ".join(sorted(operations))
 
     @csrf_exempt
-    def view(request: HttpRequest, **kwargs: str) -> HttpResponse:
+    def view(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
         operation = operations.get(request.method or "")
         try:
             _check_name(request, kwargs.get("name"))
@@ -74,16 +75,21 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponse]:
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             response = responses.error(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
-        response[API_VERSION_HEADER] = API_VERSION
-        # What SecurityMiddleware and CommonMiddleware add elsewhere; /v2/ runs without middleware
-        # (crow/wsgi.py). Without a length, a server must close the connection or chunk the body, and
-        # clients lose their keep-alive connection with every error answer.
-        response["X-Content-Type-Options"] = "nosniff"
-        if not response.streaming and not response.has_header("Content-Length"):
-            response["Content-Length"] = str(len(response.content))
-        return response
+        return finished(response)
 
     return view
+
+
+def finished(response: HttpResponseBase) -> HttpResponseBase:
+    """What every /v2/ answer carries (``crow.fastpath`` builds its answers with it too)."""
+    response[API_VERSION_HEADER] = API_VERSION
+    # What SecurityMiddleware and CommonMiddleware add elsewhere; /v2/ runs without middleware
+    # (crow/wsgi.py). Without a length, a server must close the connection or chunk the body, and
+    # clients lose their keep-alive connection with every error answer.
+    response["X-Content-Type-Options"] = "nosniff"
+    if not response.streaming and not response.has_header("Content-Length"):
+        response["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
+    return response
 
 
 def _unavailable(request: HttpRequest, message: str) -> HttpResponse:

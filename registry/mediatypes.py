@@ -33,6 +33,17 @@ MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 API_VERSION_HEADER = "Docker-Distribution-API-Version"
 API_VERSION = "registry/2.0"
 
+
+def served_to(media_type: str, accept: str) -> bool:
+    """Whether a manifest of ``media_type`` is served to a client whose ``Accept`` header is ``accept``:
+    an index only to one that says it takes one (or says nothing); other manifests always."""
+    if media_type not in INDEXES:
+        return True
+    accepted = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    accepted.discard("")
+    return not accepted or bool(accepted & {media_type, "*/*", "application/*"})
+
+
 # RFC 6838's type "/" subtype, without parameters: what the image spec requires of
 # ``artifactType`` and of a descriptor's ``mediaType``. At most 255 characters: the
 # columns that keep them.

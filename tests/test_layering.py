@@ -137,6 +137,8 @@ LAYERS = (
             "crow.fastpath",
             "crow.serve",
             "crow.bridge",
+            "crow.fastcache",
+            "crow.notices",
             "crow.outages",
             "crow.earlyanswers",
             "crow.deadlines",

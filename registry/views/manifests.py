@@ -75,12 +75,7 @@ def _read_manifest(body: Body) -> bytes:
 
 
 def _check_accept(request: HttpRequest, media_type: str) -> None:
-    """An index is served only to a client that says it takes one; other manifests always."""
-    if media_type not in mediatypes.INDEXES:
-        return
-    accepted = {part.split(";")[0].strip().lower() for part in request.headers.get("Accept", "").split(",")}
-    accepted.discard("")
-    if not accepted or accepted & {media_type, "*/*", "application/*"}:
+    if mediatypes.served_to(media_type, request.headers.get("Accept", "")):
         return
     raise RegistryError(
         errors.MANIFEST_UNKNOWN,

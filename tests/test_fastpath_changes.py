@@ -1,0 +1,125 @@
+"""A cached answer changes after every kind of write, through any process: the fast path never serves
+a moved or deleted tag, a deleted manifest or an unlinked blob.
+
+Writes through a server are seen by the next request to any server (the writer's barrier, then
+PostgreSQL's delivery); writes made elsewhere (the ORM here, as the admin and gc do) within a
+moment (delivery is asynchronous), which ``_eventually`` allows for.
+"""
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from registry.models import Repository, Tag
+from tests.granian import granian, request
+from tests.test_fastpath import OCI, _push, _put
+
+pytestmark = [
+    pytest.mark.realserver,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path needs PostgreSQL"),
+]
+
+MANIFEST = "/v2/team/app/manifests/latest"
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    status, headers, _ = request(port, "GET", path, {"Accept": OCI})
+    return status, dict(headers).get("docker-content-digest", "")
+
+
+def _eventually(check: Callable[[], bool], seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def servers(tmp_path: Path, blob_root: Path):
+    settings = {"CROW_BLOB_ROOT": str(blob_root), "CROW_AUTH_DISABLED": "1"}
+    with granian(tmp_path, "a", **settings) as a, granian(tmp_path, "b", **settings) as b:
+        yield a, b
+
+
+def _image(seed: str, layer: str) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": layer,
+                "size": 1200,
+            },
+            "layers": [],
+            "annotations": {"seed": seed},
+        }
+    ).encode()
+
+
+def test_it_reads_its_writes_across_processes(servers: tuple[int, int]) -> None:
+    a, b = servers
+    layer = _push(a, "team/app")["layer"]
+    for attempt in range(40):
+        writer, reader = (a, b) if attempt % 2 == 0 else (b, a)
+        _get(reader, "/v2/team/app/manifests/moving")
+        _get(writer, "/v2/team/app/manifests/moving")
+        digest = _put(writer, "team/app", "moving", _image(str(attempt), layer), OCI)
+        assert _get(reader, "/v2/team/app/manifests/moving") == (200, digest), attempt
+        assert _get(writer, "/v2/team/app/manifests/moving") == (200, digest), attempt
+    status, _, _ = request(a, "DELETE", "/v2/team/app/manifests/moving")
+    assert status == 202
+    assert _get(b, "/v2/team/app/manifests/moving")[0] == 404
+
+
+def test_it_forgets_a_deleted_manifest_and_an_unlinked_blob(servers: tuple[int, int]) -> None:
+    a, b = servers
+    found = _push(a, "team/app")
+    blob = f"/v2/team/app/blobs/{found['layer']}"
+    by_digest = f"/v2/team/app/manifests/{found['image']}"
+    for port in servers:
+        assert request(port, "HEAD", blob)[0] == 200
+        assert _get(port, by_digest)[0] == 200
+    assert request(a, "DELETE", blob)[0] == 202
+    assert request(a, "DELETE", by_digest)[0] == 202
+    for port in (b, a):
+        assert request(port, "HEAD", blob)[0] == 404
+        assert _get(port, by_digest)[0] == 404
+
+
+@pytest.mark.parametrize("write", ["orm tag delete", "repository delete", "truncate", "gc"])
+def test_it_forgets_writes_made_outside_the_servers(servers: tuple[int, int], write: str) -> None:
+    a, b = servers
+    found = _push(a, "team/app")
+    blob = f"/v2/team/app/blobs/{found['layer']}"
+    for port in servers:
+        assert _get(port, MANIFEST) == (200, found["image"])
+        assert request(port, "HEAD", blob)[0] == 200
+    if write == "orm tag delete":  # as the admin deletes a tag
+        Tag.objects.filter(repository__name="team/app").delete()
+    elif write == "repository delete":  # as the admin deletes a repository
+        Repository.objects.filter(name="team/app").delete()
+    elif write == "truncate":
+        with connection.cursor() as cursor:
+            cursor.execute(f"TRUNCATE {Tag._meta.db_table}")
+    else:  # the untagged manifest, still served by digest, collected
+        Tag.objects.filter(repository__name="team/app").delete()
+        by_digest = f"/v2/team/app/manifests/{found['image']}"
+        for port in servers:
+            assert _get(port, by_digest) == (200, found["image"])
+        call_command("gc", "--untagged", "--grace-period", "0", verbosity=0)
+        for port in servers:
+            assert _eventually(lambda port=port: _get(port, by_digest)[0] == 404), (write, port)
+    for port in servers:
+        assert _eventually(lambda port=port: _get(port, MANIFEST)[0] == 404), (write, port)
+    if write == "repository delete":
+        for port in servers:
+            assert _eventually(lambda port=port: request(port, "HEAD", blob)[0] == 404), (write, port)
