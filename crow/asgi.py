@@ -12,11 +12,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
-from crow import serve  # noqa: E402
-from crow.bridge import Bridge  # noqa: E402
 from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Django up)
 
-from crow import fastpath  # noqa: E402  (imports the registry: after Django is set up)
+# isort: split
+from crow import fastpath, serve  # noqa: E402  (fastpath imports the registry: after Django is set up)
+from crow.bridge import Bridge  # noqa: E402
 
 django = Bridge(wsgi_application, threads=serve.threads(), body_timeout=serve.body_timeout())
 

@@ -150,7 +150,7 @@ def test_it_answers_as_django_does(tmp_path: Path, blob_root: Path, token_key: P
             for (method, path, headers), wanted in zip(matrix, expected, strict=True):
                 assert request(fast, method, path, headers) == wanted, (attempt, method, path, headers)
     served = [answer for answer in expected if answer[0] == 200]
-    assert len(served) > 30  # the matrix holds answers the fast path gives, not only Django's
+    assert len(served) >= 24  # the matrix holds answers the fast path gives, not only Django's
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the fast path needs PostgreSQL")
