@@ -29,7 +29,7 @@ What a client can rely on (read-your-writes):
 - A write through this server (any PUT of a manifest, any DELETE, any write
   outside /v2/: the admin, the API) is answered only after this process's
   listener has seen every notice committed before the write's answer was
-  ready (``settled``: a ``NOTIFY`` round trip on the listening connection,
+  ready (``settled``: an empty query round trip on the listening connection,
   bounded by ``SYNC_TIMEOUT``; past it the cache is flushed and off until the
   listener is back). So after a 201 or 202, this process never answers from
   before the write.
@@ -38,7 +38,7 @@ What a client can rely on (read-your-writes):
   (shared by the tag reads of the moment): any change committed before the
   request, by any process or replica, has then been heard. So once a PUT or
   DELETE of a tag has been answered, no process answers the old digest: a
-  hard guarantee, for one NOTIFY round trip per batch of tag reads
+  hard guarantee, for one empty-query round trip per batch of tag reads
   (``tests/test_fastpath_changes.py`` checks it in a loop with two servers).
 - Without it, and for answers by digest (a deleted manifest, an unlinked
   blob), another process drops the entry when PostgreSQL delivers the notice

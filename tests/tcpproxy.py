@@ -7,11 +7,15 @@ Modes, switched at any time and applied to open connections too:
   dropped, never forwarded and never answered: a hung peer that the
   operating system cannot detect, since every byte is acknowledged;
 - ``REFUSE``: new connections are closed at once (open ones are too).
+
+``delay`` (seconds, 0 by default) holds what the upstream sends back for that
+long before passing it on, in order: a slow way back from the database.
 """
 
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +28,7 @@ class TcpProxy:
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.mode = FORWARD
+        self.delay = 0.0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(_POLL)
         self.port: int = self._listener.getsockname()[1]
@@ -77,6 +82,8 @@ class TcpProxy:
                 if not data:
                     return  # one side closed: so does the proxy, both ways
                 if self.mode == FORWARD and upstream is not None:
+                    if end is upstream and self.delay:
+                        time.sleep(self.delay)
                     (upstream if end is client else client).sendall(data)
 
 

@@ -17,6 +17,8 @@ from django.db import connection
 
 from registry.models import Repository, Tag
 from tests.granian import granian, request
+from tests.server import database_url
+from tests.tcpproxy import proxy_to
 from tests.test_fastpath import OCI, _push, _put
 
 pytestmark = [
@@ -78,6 +80,29 @@ def test_it_reads_its_writes_across_processes(servers: tuple[int, int]) -> None:
     status, _, _ = request(a, "DELETE", "/v2/team/app/manifests/moving")
     assert status == 202
     assert _get(b, "/v2/team/app/manifests/moving")[0] == 404
+
+
+def test_it_reads_its_writes_when_notices_come_late(tmp_path: Path, blob_root: Path) -> None:
+    """The reader's way back from PostgreSQL is slow (a proxy holds each answer 0.3 s): the notice of
+    the writer's tag move reaches the reader after the move's 201 reached the client. Without the
+    barrier the reader answers the old digest from its cache; with it, the new one, later."""
+    settings = {"CROW_BLOB_ROOT": str(blob_root), "CROW_AUTH_DISABLED": "1"}
+    database = connection.settings_dict
+    with proxy_to(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)) as proxy:
+        slow = database_url({**database, "HOST": "127.0.0.1", "PORT": str(proxy.port)})
+        with (
+            granian(tmp_path, "a", **settings) as writer,
+            granian(tmp_path, "b", DATABASE_URL=slow, **settings) as reader,
+        ):
+            layer = _push(writer, "team/app")["layer"]
+            for attempt in range(3):
+                proxy.delay = 0.0
+                old = _put(writer, "team/app", "late", _image(f"old {attempt}", layer), OCI)
+                assert _eventually(lambda old=old: _get(reader, "/v2/team/app/manifests/late") == (200, old))
+                assert _get(reader, "/v2/team/app/manifests/late") == (200, old)  # cached now
+                proxy.delay = 0.3
+                new = _put(writer, "team/app", "late", _image(f"new {attempt}", layer), OCI)
+                assert _get(reader, "/v2/team/app/manifests/late") == (200, new), attempt
 
 
 def test_it_forgets_a_deleted_manifest_and_an_unlinked_blob(servers: tuple[int, int]) -> None:
