@@ -13,7 +13,7 @@ from django.db import connection
 
 from registry.auth import keys, tokens
 from registry.auth.models import PULL
-from tests.granian import granian, request
+from tests.fastservers import granian, request
 
 pytestmark = [pytest.mark.realserver, pytest.mark.django_db(transaction=True)]
 

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from registry.models import Repository, Tag
-from tests.granian import granian, request
+from tests.fastservers import granian, request
 from tests.server import database_url
 from tests.tcpproxy import proxy_to
 from tests.test_fastpath import OCI, _push, _put
