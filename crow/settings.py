@@ -67,7 +67,9 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.parse(env.string("DATABASE_URL", f"sqlite:///{VAR_DIR / 'crow.sqlite3'}"))}
+DATABASES = {
+    "default": dj_database_url.parse(env.string("DATABASE_URL", f"sqlite:///{VAR_DIR / 'crow.sqlite3'}"))
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several server processes share the file: wait for the write lock instead
     # of failing, and take it when a transaction starts so that two writers
@@ -99,7 +101,7 @@ CROW_DB_QUERY_TIMEOUT = env.duration("CROW_DB_QUERY_TIMEOUT", "10s")
 CROW_DB_POOL_SIZE = env.integer("CROW_DB_POOL_SIZE", 8, minimum=1)
 CROW_DB_POOL_TIMEOUT = env.duration("CROW_DB_POOL_TIMEOUT", "3s")
 if CROW_DB_POOL_TIMEOUT < 1:
-    raise ImproperlyConfigured("CROW_DB_POOL_TIMEOUT must be at least 1s: a request never gets a connection in 0")
+    raise ImproperlyConfigured("CROW_DB_POOL_TIMEOUT must be at least 1s: no request gets a connection in 0")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The server ends a query or a lock wait past the bound; libpq gives up on a connection attempt,
     # and on a peer that stops acknowledging what it is sent (tcp_user_timeout) or goes silent while
