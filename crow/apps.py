@@ -27,4 +27,5 @@ def _bound_waits(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) ->
 def _check_pooled(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     from crow import pooled
 
-    pooled.install(connection)
+    if connection.vendor == "postgresql":
+        pooled.install(connection)
