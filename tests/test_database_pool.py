@@ -10,6 +10,10 @@ through Django's test client.
 """
 
 import io
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +27,7 @@ from django.test import Client
 from crow.pooled import DropClosedByServer
 from tests import oci
 
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no pool")
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no pool")
 
 NAME = "team/app"
 DATA = bytes(range(256)) * 400  # 102,400 bytes
@@ -70,12 +74,14 @@ class SlowInput(io.RawIOBase):
         return self.read(size)
 
 
+@postgresql_only
 def test_it_checks_each_connection_it_hands_out_without_a_query(pool_of, client: Client) -> None:
     pool_of(2)
     assert client.get(f"/v2/{NAME}/tags/list").status_code == 404
     assert isinstance(connection.pool._check, DropClosedByServer)
 
 
+@postgresql_only
 def test_a_connection_the_server_closed_is_dropped_before_a_request_uses_it(pool_of, client: Client) -> None:
     pool_of(2)
     pushed = oci.layer("closed")
@@ -92,6 +98,7 @@ def test_a_connection_the_server_closed_is_dropped_before_a_request_uses_it(pool
     assert statuses == [200] * 4
 
 
+@postgresql_only
 def test_a_request_that_finds_no_free_connection_answers_503(pool_of, client: Client) -> None:
     pool_of(1)
     taken, done = threading.Event(), threading.Event()
@@ -115,6 +122,7 @@ def test_a_request_that_finds_no_free_connection_answers_503(pool_of, client: Cl
     assert client.get(f"/v2/{NAME}/tags/list").status_code == 404
 
 
+@postgresql_only
 def test_uploads_waiting_for_their_bytes_hold_no_connection(pool_of, client: Client) -> None:
     pool_of(2)
     pushed = oci.layer("other")
@@ -148,6 +156,7 @@ def test_uploads_waiting_for_their_bytes_hold_no_connection(pool_of, client: Cli
     assert oci.content(client.get(f"/v2/{NAME}/blobs/{oci.sha256(DATA)}")) == DATA
 
 
+@postgresql_only
 def test_a_download_being_sent_holds_no_connection(pool_of, client: Client) -> None:
     pool_of(1)
     pushed = oci.layer("download", size=4 * 1024 * 1024)
@@ -161,6 +170,34 @@ def test_a_download_being_sent_holds_no_connection(pool_of, client: Client) -> N
         assert oci.content(download) == pushed.data
     finally:
         download.close()
+
+
+@pytest.mark.parametrize(
+    ("environment", "pool"),
+    [
+        ({}, {"max_size": 8, "timeout": 3}),
+        ({"CROW_DB_POOL_SIZE": "20", "CROW_DB_POOL_TIMEOUT": "1m"}, {"max_size": 20, "timeout": 60}),
+    ],
+)
+def test_the_pool_is_sized_from_the_environment(environment: dict[str, str], pool: dict[str, int]) -> None:
+    options = _postgresql_settings(environment, "print(json.dumps(settings.DATABASES['default']['OPTIONS']))")
+    assert json.loads(options.stdout)["pool"].items() >= pool.items()
+
+
+def test_a_pool_timeout_of_zero_is_refused_at_start_up() -> None:
+    started = _postgresql_settings({"CROW_DB_POOL_TIMEOUT": "0"}, "")
+    assert started.returncode != 0
+    assert "CROW_DB_POOL_TIMEOUT must be at least 1s" in started.stderr
+
+
+def _postgresql_settings(environment: dict[str, str], then: str) -> subprocess.CompletedProcess[str]:
+    """Import ``crow.settings`` in a process of its own with a PostgreSQL URL (nothing connects)."""
+    env = {**os.environ, "DATABASE_URL": "postgres://crow@127.0.0.1:1/crow", **environment}
+    for name in ("CROW_DB_POOL_SIZE", "CROW_DB_POOL_TIMEOUT"):
+        if name not in environment:
+            env.pop(name, None)
+    code = f"import json\nfrom crow import settings\n{then}"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=WAIT)
 
 
 def _direct_parameters() -> dict[str, object]:
