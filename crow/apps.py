@@ -4,7 +4,6 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
-from django.core.signals import request_started
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
@@ -14,10 +13,8 @@ class CrowConfig(AppConfig):
     verbose_name = "CRoW"
 
     def ready(self) -> None:
-        from crow import pooled
-
         connection_created.connect(_bound_waits, dispatch_uid="crow.deadlines")
-        request_started.connect(pooled.drop_closed_by_server, dispatch_uid="crow.pooled")
+        connection_created.connect(_check_pooled, dispatch_uid="crow.pooled")
 
 
 def _bound_waits(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
@@ -25,3 +22,10 @@ def _bound_waits(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) ->
 
     if connection.vendor == "postgresql" and settings.CROW_DB_QUERY_TIMEOUT:
         deadlines.install(connection, settings.CROW_DB_QUERY_TIMEOUT)
+
+
+def _check_pooled(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    from crow import pooled
+
+    if connection.vendor == "postgresql":
+        pooled.install(connection)

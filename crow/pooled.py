@@ -1,41 +1,58 @@
 """Pooled PostgreSQL connections that the server closed are dropped before a request uses them.
 
-A thread keeps its connection between requests (``CROW_DB_CONN_MAX_AGE``).
-When PostgreSQL restarts, fails over or terminates a backend, it sends a
-last error message and closes the socket; the idle connection does not know
-until its next query fails, and that request answers 503. Django's
-``CONN_HEALTH_CHECKS`` would instead send ``SELECT 1`` before the first query
-of every request: a round trip on each hot read (tens of microseconds on
-loopback, a network round trip elsewhere), to detect an event of once a month.
+Connections come from a pool per process (``OPTIONS["pool"]`` in ``crow.settings``;
+psycopg_pool, through Django). When PostgreSQL restarts, fails over or
+terminates a backend, it sends a last error message and closes the socket; an
+idle connection in the pool does not know until its next query fails, and that
+request answers 503. The pool can check each connection it hands out, and
+Django's ``CONN_HEALTH_CHECKS`` makes that check a query: a round trip on every
+request (tens of microseconds on loopback, a network round trip elsewhere), to
+detect an event of once a month.
 
-Here, when a request starts, each idle connection's socket is polled without
-waiting: an idle connection receives nothing (CRoW does not ``LISTEN``), so
-anything readable there is the server's goodbye, or the end of the connection,
-and the connection is closed; the request's first query connects again.
-One ``poll`` system call per connection and request, about a microsecond.
+Here the check polls the connection's socket without waiting: an idle
+connection receives nothing (CRoW does not ``LISTEN``), so anything readable is
+the server's goodbye, or the end of the connection. That connection is closed,
+and so are the pool's other idle ones (``drain``): a restart or a failover took
+them all, and the pool would back off a second and more between each dead one
+it found, past the request's wait for a connection. The pool opens fresh ones
+in its own threads and the request takes the first. Cost: one ``poll`` system
+call per connection handed out, about a microsecond.
+
+Django 5.2 passes its own ``check`` to the pool (None, or the query), so a
+``check`` in ``OPTIONS["pool"]`` is a ``TypeError`` there (Django ticket
+#37075 allows it in a later release): ``install`` sets this one on each pool,
+at its first connection, where psycopg_pool keeps it (``_check``).
+``tests/test_database_pool.py`` fails if a release moves it.
 """
 
 import select
 from typing import Any
 
-from django.db import connections
-
-POSTGRESQL = "django.db.backends.postgresql"
-
-
-def drop_closed_by_server(**kwargs: Any) -> None:
-    """``request_started`` receiver: close each idle connection that has something to read."""
-    # By settings first: each look-up of a thread's connection costs more than the poll.
-    for alias, options in connections.settings.items():
-        if options["ENGINE"] != POSTGRESQL:
-            continue
-        connection = connections[alias]
-        raw = connection.connection
-        if raw is not None and not connection.in_atomic_block and _readable(raw):
-            connection.close()
+import psycopg
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 
-def _readable(raw: Any) -> bool:
+class DropClosedByServer:
+    """The pool's ``check``: raise for a connection the server closed, after draining its pool."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def __call__(self, raw: psycopg.Connection) -> None:
+        if _readable(raw):
+            raw.close()  # the pool replaces a closed connection instead of handing it out again
+            self.pool.drain()
+            raise psycopg.OperationalError("the server closed this idle connection")
+
+
+def install(connection: BaseDatabaseWrapper) -> None:
+    """Check what ``connection``'s pool hands out, from now on (``connection_created``; idempotent)."""
+    pool = getattr(connection, "pool", None)  # PostgreSQL's wrapper only; None without a pool
+    if pool is not None and not isinstance(pool._check, DropClosedByServer):
+        pool._check = DropClosedByServer(pool)
+
+
+def _readable(raw: psycopg.Connection) -> bool:
     try:
         poller = select.poll()
         poller.register(raw.fileno(), select.POLLIN)

@@ -8,6 +8,7 @@ under ``var/``. Production sets ``DATABASE_URL`` (PostgreSQL), a secret key,
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from crow import env
 
@@ -67,10 +68,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.parse(
-        env.string("DATABASE_URL", f"sqlite:///{VAR_DIR / 'crow.sqlite3'}"),
-        conn_max_age=env.integer("CROW_DB_CONN_MAX_AGE", 600, minimum=0),
-    )
+    "default": dj_database_url.parse(env.string("DATABASE_URL", f"sqlite:///{VAR_DIR / 'crow.sqlite3'}"))
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several server processes share the file: wait for the write lock instead
@@ -81,6 +79,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Each thread keeps its connection this long (seconds): opening one costs a request ~5 ms.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.integer("CROW_DB_CONN_MAX_AGE", 600, minimum=0)
     # The test database must be a file so that a real server process sees it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     # SQLite creates the file, not its folder: a fresh checkout has no var/ yet.
@@ -97,6 +97,11 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.b
 # Seconds to wait for PostgreSQL to accept a connection, and for any one call to it (0: no bound).
 CROW_DB_CONNECT_TIMEOUT = env.duration("CROW_DB_CONNECT_TIMEOUT", "5s")
 CROW_DB_QUERY_TIMEOUT = env.duration("CROW_DB_QUERY_TIMEOUT", "10s")
+# PostgreSQL connections per server process, and how long a request waits for one to be free.
+CROW_DB_POOL_SIZE = env.integer("CROW_DB_POOL_SIZE", 8, minimum=1)
+CROW_DB_POOL_TIMEOUT = env.duration("CROW_DB_POOL_TIMEOUT", "3s")
+if CROW_DB_POOL_TIMEOUT < 1:
+    raise ImproperlyConfigured("CROW_DB_POOL_TIMEOUT must be at least 1s: no request gets a connection in 0")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The server ends a query or a lock wait past the bound; libpq gives up on a connection attempt,
     # and on a peer that stops acknowledging what it is sent (tcp_user_timeout) or goes silent while
@@ -113,6 +118,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         _options.setdefault("keepalives_idle", 30)
         _options.setdefault("keepalives_interval", 5)
         _options.setdefault("keepalives_count", 3)
+    # Connections come from a pool per process (psycopg_pool, through Django): a request takes one at
+    # its first query and gives it back when its view is done, or before it waits for a client's
+    # bytes (registry.db.connections), so the threads of a process, however many, hold at most
+    # CROW_DB_POOL_SIZE connections. A request that finds none free within CROW_DB_POOL_TIMEOUT
+    # answers 503 with Retry-After. A connection the server closed is dropped before use (crow.pooled).
+    _options["pool"] = {
+        "name": "crow",
+        "min_size": min(2, CROW_DB_POOL_SIZE),
+        "max_size": CROW_DB_POOL_SIZE,
+        "timeout": CROW_DB_POOL_TIMEOUT,
+        # A connection that failed is retried in the pool's threads with a backoff that doubles from
+        # 1 s: after a long outage, minutes would pass before the pool tried again. Give up on it
+        # after a second instead: then each request that waits opens one, and the pool is back as
+        # soon as the database answers.
+        "reconnect_timeout": 1,
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

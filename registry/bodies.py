@@ -5,7 +5,14 @@ A body comes with a ``Content-Length`` or, for the streamed PATCH that
 (gunicorn decodes the chunking; Django alone would see an empty body).
 A body that ends before its declared length means the client went away: it
 raises ``IncompleteBody`` (``SIZE_INVALID``) so that nothing of it is
-committed. Domain code gets ``chunks()`` and ``expected``, never the body.
+committed. A body that stops arriving (the server raises the builtin
+``TimeoutError`` from its input stream when no byte came for its body
+timeout) raises ``errors.Stalled`` (408): an upload keeps what arrived
+(``registry.uploads``). Domain code gets ``chunks()`` and ``expected``, never the body.
+
+The request holds no database connection while it waits for the client's
+bytes (``registry.db.connections``): with thousands of slow uploads in flight,
+a pool of a few connections still serves every other request.
 """
 
 from collections.abc import Iterator
@@ -13,7 +20,8 @@ from collections.abc import Iterator
 from django.http import HttpRequest
 
 from registry import errors
-from registry.errors import RegistryError
+from registry.db import connections
+from registry.errors import RegistryError, Stalled
 
 
 class IncompleteBody(RegistryError):
@@ -52,9 +60,12 @@ class Body:
                 if self.length is None
                 else min(self._buffer_size, self.length - self.received)
             )
+            connections.release()
             try:
                 chunk = stream.read(want)
             except Exception as exc:  # OSError, or gunicorn's own errors when a chunked body is cut
+                if _timed_out(exc):
+                    raise Stalled(self.received) from exc
                 raise IncompleteBody(f"body broke off after {self.received} bytes: {exc}") from exc
             if not chunk:
                 break
@@ -71,6 +82,11 @@ class Body:
             if len(data) > limit:
                 break
         return bytes(data)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """The stream's ``TimeoutError``, raised as is or wrapped by Django (``UnreadablePostError``)."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError)
 
 
 def _declared_length(request: HttpRequest) -> int | None:

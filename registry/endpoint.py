@@ -4,8 +4,10 @@
 operation by method (405 ``UNSUPPORTED`` otherwise), asks
 ``registry.auth.access.authorize`` whether the caller may do it, renders every
 ``RegistryError`` as the spec's JSON envelope, turns storage and database
-outages into a retryable 503 (a full store into 507, no retry), and sets the
-API version and ``nosniff`` headers on every answer.
+outages into a retryable 503 (a full store into 507, no retry), gives the
+database connection back to its pool before the response is sent
+(``registry.db.connections``), and sets the API version and ``nosniff``
+headers on every answer.
 """
 
 import logging
@@ -19,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 from registry import errors, references, responses
 from registry.auth.access import authorize
 from registry.auth.models import DELETE, PULL, PUSH
+from registry.db import connections
 from registry.errors import RegistryError
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
 from registry.storage import StorageError, StorageFull
@@ -75,6 +78,8 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.path)
             response = responses.error(RegistryError(errors.UNKNOWN), head=request.method == "HEAD")
+        # Done with the database: not held while the response streams at the client's pace.
+        connections.release()
         return finished(response)
 
     return view

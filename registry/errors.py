@@ -108,6 +108,24 @@ class RegistryError(Exception):
         return {"errors": [entry]}
 
 
+# A body that stopped arriving: the request timed out, not the client's input (the spec has no code for it).
+REQUEST_TIMEOUT = 408
+
+
+class Stalled(RegistryError):
+    """No byte of the request's body arrived for the server's body timeout: 408.
+
+    Raised by the body's stream (``registry.bodies``). An upload keeps the bytes
+    that did arrive and says where it stands (``registry.uploads``); elsewhere,
+    what arrived is refused whole, as a body that broke off.
+    """
+
+    def __init__(self, received: int) -> None:
+        self.received = received
+        message = f"no byte of the body arrived for too long, after {received} bytes"
+        super().__init__(SIZE_INVALID, message, status=REQUEST_TIMEOUT)
+
+
 # Seconds a client is asked to wait before retrying after a 503.
 RETRY_AFTER = 5
 DATABASE_UNAVAILABLE = "the registry's database is unavailable, retry later"

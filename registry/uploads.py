@@ -7,7 +7,12 @@ it, then stores the new offset (and the hash state, where it lives in the row)
 and drops the claim with a second UPDATE. The body is read from
 the client exactly once; a chunk that does not start at the stored offset is
 refused with 416 whatever the client claims; a body that breaks off commits
-nothing.
+nothing. A body that stalls (no byte for the server's body timeout) ends its
+chunk where it stopped: the bytes that arrived are stored, hashed and saved,
+and the client hears 408 with the offset to resume from (``GET`` on the
+upload tells it too); nothing is committed as a blob. A monolithic POST keeps
+nothing: no client knows its session. While the body arrives, the request
+holds no database connection (``registry.bodies``).
 
 A claim is a lease (``CROW_UPLOAD_LEASE``, seconds; ``registry.claims``),
 renewed every third of it while bytes flow, so a writer that died frees its
@@ -48,7 +53,7 @@ from registry import claims, errors, hashing
 from registry.claims import Claim, fenced, quietly
 from registry.db import blobs, repositories
 from registry.db import uploads as sessions
-from registry.errors import RegistryError
+from registry.errors import RegistryError, Stalled
 from registry.models import Blob, Repository, Upload
 from registry.storage import Fenced, StorageError, blob_store
 
@@ -87,9 +92,10 @@ def append(
     """Add a chunk: ``chunks``, ``length`` bytes (0: none at all; None: streamed, length unknown),
     starting at ``start`` (from ``Content-Range``, or None for a streamed PATCH)."""
     with claims.claimed(name, upload_id, start) as (upload, claim):
-        hasher = _write(upload, chunks, length, claim)
-        claim.save(upload)
-        _hashing().saved(upload, hasher)
+        hasher, stalled = _write(upload, chunks, length, claim)
+        _save(upload, claim, hasher)
+        if stalled is not None:
+            raise _resume_from(upload) from stalled
     return upload
 
 
@@ -99,7 +105,7 @@ def finish(
     """Take the last chunk (as ``append``), verify ``digest`` and make the bytes a blob of the repository."""
     _require_supported(digest)
     with claims.claimed(name, upload_id, start) as (upload, claim):
-        return _finish_claimed(upload, claim, chunks, length, digest)
+        return _finish_claimed(upload, claim, chunks, length, digest, resumable=True)
 
 
 def finish_new(
@@ -110,7 +116,7 @@ def finish_new(
     try:
         _require_supported(digest)
         with fenced():
-            return _finish_claimed(upload, claim, chunks, length, digest)
+            return _finish_claimed(upload, claim, chunks, length, digest, resumable=False)
     except BaseException:
         if claim.held:
             claim.held = False
@@ -128,9 +134,12 @@ def _require_supported(digest: str) -> None:
 
 
 def _finish_claimed(
-    upload: Upload, claim: Claim, chunks: Iterable[bytes], length: int | None, digest: str
+    upload: Upload, claim: Claim, chunks: Iterable[bytes], length: int | None, digest: str, resumable: bool
 ) -> Blob:
-    hasher = _write(upload, chunks, length, claim, hashing.algorithm_of(digest))
+    hasher, stalled = _write(upload, chunks, length, claim, hashing.algorithm_of(digest), resumable)
+    if stalled is not None:  # the bytes that arrived are kept, and nothing is committed
+        _save(upload, claim, hasher)
+        raise _resume_from(upload) from stalled
     computed = _digest(upload, claim, hasher, digest)
     if computed is not None and computed != digest:
         _refuse_digest(upload, claim, digest, computed)
@@ -233,24 +242,38 @@ def _hashing() -> hashing.Strategy:
 
 
 def _write(
-    upload: Upload, chunks: Iterable[bytes], length: int | None, claim: Claim, algorithm: str = hashing.FAST
-) -> hashing.Hasher | None:
+    upload: Upload,
+    chunks: Iterable[bytes],
+    length: int | None,
+    claim: Claim,
+    algorithm: str = hashing.FAST,
+    resumable: bool = True,
+) -> tuple[hashing.Hasher | None, Stalled | None]:
     """Stream the chunks into storage and their hasher (``registry.hashing``; ``algorithm``: the one a
     finishing request verifies), which it returns; on success the instance holds the new state.
 
-    A body that breaks off raises from ``chunks`` (``SIZE_INVALID``) and commits nothing.
+    A body that breaks off raises from ``chunks`` (``SIZE_INVALID``) and commits nothing. One that
+    stalls (``Stalled``) ends the chunk where it stopped, if the session is ``resumable`` (a client
+    knows it and can resume): the bytes that arrived are stored and hashed, and the stall is
+    returned, for the caller to save the new offset and then refuse the request.
     """
     store = blob_store()
     hasher = _hashing().hasher_for(upload, algorithm)
     if length == 0:
-        return hasher
+        return hasher, None
     received = 0
+    stalled = None
 
     def counted() -> Iterator[bytes]:
-        nonlocal received
-        for chunk in chunks:
-            received += len(chunk)
-            yield chunk
+        nonlocal received, stalled
+        try:
+            for chunk in chunks:
+                received += len(chunk)
+                yield chunk
+        except Stalled as exc:
+            if not resumable:
+                raise
+            stalled = exc
 
     state = store.write(
         upload.id.hex,
@@ -262,7 +285,23 @@ def _write(
     upload.offset += received
     upload.storage_state = state
     _hashing().written(upload, hasher)
-    return hasher
+    return hasher, stalled
+
+
+def _save(upload: Upload, claim: Claim, hasher: hashing.Hasher | None) -> None:
+    """Store the session's new offset and states, and release the claim."""
+    claim.save(upload)
+    _hashing().saved(upload, hasher)
+
+
+def _resume_from(upload: Upload) -> RegistryError:
+    """A chunk whose body stalled, saved where it stopped: 408, with where the client resumes."""
+    return RegistryError(
+        errors.BLOB_UPLOAD_INVALID,
+        f"the body stalled: the upload keeps the {upload.offset} bytes received, resume from there",
+        status=errors.REQUEST_TIMEOUT,
+        upload=errors.UploadPosition(upload.repository.name, upload.id.hex, upload.offset),
+    )
 
 
 def _digest(upload: Upload, claim: Claim, hasher: hashing.Hasher | None, digest: str) -> str | None:
