@@ -279,7 +279,12 @@ class Crowd:
         for kind in kinds:
             total = sum(1 for held in self.held if held.kind == kind)
             parts.append(f"{kind} {self.count(kind, still_open=True)}/{self.count(kind)}/{total}")
-        return "open/established/asked: " + ", ".join(parts)
+        errors = sorted({held.error for held in self.held if held.error})
+        return (
+            "open/established/asked: "
+            + ", ".join(parts)
+            + (f"; errors such as {errors[:3]}" if errors else "")
+        )
 
     async def _run(self, hold: Callable[[Held], Awaitable[None]], held: Held) -> None:
         held.started = time.monotonic()

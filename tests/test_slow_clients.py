@@ -104,7 +104,7 @@ def test_it_closes_idle_slow_header_and_idle_keep_alive_connections(registry_ser
     assert crowd.count() == mix.total, crowd.summary()
     for held in crowd.held:
         lifetime = held.lifetime()
-        assert lifetime is not None, f"a {held.kind} connection is still open: {crowd.summary()}"
+        assert lifetime is not None, f"{held.kind} connection still open: {crowd.summary()}"
         assert HEADER_TIMEOUT - 0.5 <= lifetime <= HEADER_TIMEOUT + GRACE, (held.kind, lifetime)
         assert closed_without_answer(held.received), (held.kind, held.received[:200])
     assert HEADER_TIMEOUT - 0.5 <= keep_alive_lifetime <= HEADER_TIMEOUT + GRACE
