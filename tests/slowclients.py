@@ -101,9 +101,11 @@ def prepare(url: str, repository: str, headers: dict[str, str] | None = None, ta
     manifest = oci.image_manifest(config, [layer])
     with requests.Session() as session:
         session.headers.update(headers)
-        for blob in (config, layer):
-            response = session.post(
-                f"{url}/v2/{repository}/blobs/uploads/",
+        for blob in (config, layer):  # POST, then PUT with the bytes: what every registry takes
+            response = session.post(f"{url}/v2/{repository}/blobs/uploads/", timeout=60)
+            assert response.status_code == 202, response.text
+            response = session.put(
+                urljoin(url, response.headers["Location"]),
                 params={"digest": blob.digest},
                 data=blob.data,
                 headers={"Content-Type": oci.OCTET_STREAM},

@@ -10,7 +10,8 @@ upload URL), and never cuts an upload that keeps moving, however slowly.
 The stalled upload's 408 and its saved offset come with the bridge's body
 timeout (``CROW_BODY_TIMEOUT``); the header and keep-alive timeouts with the
 server's own (``CROW_HEADER_TIMEOUT``). On gunicorn's gthread workers every
-test here fails: twelve held connections take every thread.
+test here fails: the held uploads and downloads take every thread, a
+connection that sends nothing is never closed, a stalled upload never ended.
 """
 
 import asyncio
