@@ -31,7 +31,8 @@ def main() -> None:
                 session.get(f"{crow.url}/v2/", timeout=30).raise_for_status()
             tree = processes.descendants(crow.pid)
             held = [_established(pid, int(crow.url.rsplit(":", 1)[1])) for pid in tree[1:]]
-            pss, rss = processes.tree_pss(crow.pid), processes.tree_rss(crow.pid)
+            memory = processes.tree_memory(crow.pid)
+            pss, rss = memory.pss, memory.rss
             for session in sessions:
                 session.close()
         print(

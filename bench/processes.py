@@ -1,4 +1,10 @@
-"""A server's resident memory and CPU time, read from /proc for its whole process tree."""
+"""A server's memory (resident and proportional) and CPU time, read from /proc for its whole process tree.
+
+RSS counts every page a process maps, so the pages a server's workers share
+(the code and data they inherited from one parent) count once per worker; PSS
+divides each shared page among the processes that map it, so the PSS of a
+whole tree is what the tree costs the machine.
+"""
 
 import os
 import threading
@@ -52,16 +58,27 @@ def tree_rss(pid: int) -> int:
     return sum(processes[p].rss for p in descendants(pid, processes) if p in processes)
 
 
-def tree_pss(pid: int) -> int:
-    """Summed proportional set size (bytes) of ``pid`` and its descendants (a page N share: 1/N each)."""
-    total = 0
+@dataclass(frozen=True)
+class Memory:
+    pss: int  # bytes: proportional set size, shared pages divided among their users
+    rss: int  # bytes: resident set size, shared pages counted in full by each process
+
+
+def tree_memory(pid: int) -> Memory:
+    """PSS and RSS summed over ``pid`` and all its descendants (``/proc/<pid>/smaps_rollup``).
+
+    Reading another user's ``smaps_rollup`` needs root (or the same user).
+    """
+    pss = rss = 0
     for process in descendants(pid):
         try:
             rollup = Path(f"/proc/{process}/smaps_rollup").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        total += next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")) * 1024
-    return total
+        except OSError:
+            continue  # the process ended while we looked
+        fields = dict(line.split(":", 1) for line in rollup.splitlines()[1:] if ":" in line)
+        pss += int(fields["Pss"].split()[0]) * 1024
+        rss += int(fields["Rss"].split()[0]) * 1024
+    return Memory(pss=pss, rss=rss)
 
 
 def cpu_times(roots: Iterable[int]) -> dict[int, float]:
