@@ -18,7 +18,12 @@ from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Djang
 from crow import fastpath, serve  # noqa: E402  (fastpath imports the registry: after Django is set up)
 from crow.bridge import Bridge  # noqa: E402
 
-django = Bridge(wsgi_application, threads=serve.threads(), body_timeout=serve.body_timeout())
+django = Bridge(
+    wsgi_application,
+    threads=serve.threads(),
+    body_threads=serve.body_threads(),
+    body_timeout=serve.body_timeout(),
+)
 
 
 async def application(scope, receive, send) -> None:

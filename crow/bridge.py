@@ -1,8 +1,14 @@
 """CRoW's ASGI-to-WSGI bridge: Django's WSGI application in threads, under granian's event loop.
 
 Each request that the fast path leaves runs ``crow.wsgi.application`` in a
-thread of a ``ThreadPoolExecutor`` (``CROW_THREADS`` per worker, made as
-requests need them). The thread and the loop meet in three places, each with
+thread of a ``ThreadPoolExecutor``, made as requests need them: a request with
+a body (an upload chunk, a manifest, a form) in one of ``CROW_BODY_THREADS``
+per worker, any other in one of ``CROW_THREADS``. A request that streams a body
+holds its thread while the client sends it, one byte a second if the client
+wants (it holds no database connection meanwhile: ``registry.bodies``), so
+those threads are many and apart: a thread waiting for bytes is memory (about
+20 KiB of stack), and a thousand slow uploads leave the other requests' threads
+free. The thread and the loop meet in three places, each with
 backpressure, so that a request never holds more than a piece of its body or
 its answer in memory:
 
@@ -62,12 +68,18 @@ class Input:
         self.failed: BaseException | None = None  # a timeout or a disconnect: the body is lost
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            while self._more():
+        """``size`` bytes (all, if negative) unless the body ends first. If it stalls or breaks off,
+        what arrived is returned first (a short read) and the next read raises: a stalled upload
+        keeps every byte that reached the server."""
+        whole = size is None or size < 0
+        try:
+            while (whole or len(self._buffer) < size) and self._more():
                 pass
+        except (TimeoutError, ConnectionResetError):
+            if not self._buffer:
+                raise
+        if whole:
             size = len(self._buffer)
-        while len(self._buffer) < size and self._more():
-            pass
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
@@ -258,19 +270,22 @@ def _content_length(start: Message | None) -> int | None:
 
 
 class Bridge:
-    """An ASGI application that runs the WSGI ``application`` in ``threads`` threads."""
+    """An ASGI application that runs the WSGI ``application`` in ``threads`` threads, and requests
+    with a body in ``body_threads`` others."""
 
-    def __init__(self, application: Callable, threads: int, body_timeout: float) -> None:
+    def __init__(self, application: Callable, threads: int, body_threads: int, body_timeout: float) -> None:
         self.application = application
         self.body_timeout = body_timeout
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="crow-wsgi")
+        self.body_executor = ThreadPoolExecutor(max_workers=body_threads, thread_name_prefix="crow-body")
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         loop = asyncio.get_running_loop()
         body = Input(loop, receive, self.body_timeout)
         exchange = _Exchange(loop, send)
         request = environ(scope, body)
-        messages = await loop.run_in_executor(self.executor, exchange.run, self.application, request)
+        executor = self.body_executor if _has_body(request) else self.executor
+        messages = await loop.run_in_executor(executor, exchange.run, self.application, request)
         if not body.ended and _has_body(request):
             await earlyanswers.answer_then_drain(body, messages, send)
         else:

@@ -6,14 +6,20 @@ reads there and runs Django in a few threads per worker (``crow.bridge``).
 
 Settings (``.env.example`` documents each): ``CROW_BIND`` (or ``PORT`` on
 127.0.0.1), ``CROW_WORKERS``, ``CROW_THREADS``, ``CROW_HEADER_TIMEOUT``,
-``CROW_BODY_TIMEOUT``, ``CROW_ACCESS_LOG``, ``CROW_LOG_LEVEL``,
-``CROW_GRACEFUL_TIMEOUT``. Fixed here:
+``CROW_BODY_THREADS``, ``CROW_BODY_TIMEOUT``, ``CROW_ACCESS_LOG``, ``CROW_LOG_LEVEL``,
+``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``. Fixed here:
 
 - HTTP/1 only (``--http 1``): with ``auto``, granian never times out a fresh
   connection that sends nothing; on HTTP/1 the header timeout closes a fresh
   idle connection, a slow-header one, and a keep-alive connection that waits
   for its next request (hyper starts it whenever a connection waits for a request).
-- No WebSockets; failed workers are respawned; granian's backlog (1024).
+- No WebSockets; failed workers are respawned.
+- Connections: each worker holds up to ``CROW_MAX_CONNECTIONS`` (10,000) at
+  once, idle and slow ones included (granian's ``backpressure``; its default,
+  512 a worker, let 1,000 idle connections stop every new one), beyond which
+  new ones wait in the kernel's queue (``BACKLOG``). The soft limit on open
+  files is raised to the hard one at start, for the workers to inherit: each
+  connection is a descriptor, and the usual soft limit is 1,024.
 - Preloading: the parent imports ``crow.asgi`` (Django set up, routes compiled,
   no database connection opened) and freezes what it holds (``gc.freeze()``)
   before granian forks its workers, which then share those pages
@@ -32,9 +38,11 @@ reset, unless the host sets ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+),
 which moves them to another worker's socket.
 """
 
+import contextlib
 import gc
 import importlib
 import multiprocessing
+import resource
 import socket
 import sys
 from dataclasses import dataclass
@@ -46,6 +54,8 @@ from crow import env
 
 TARGET = "crow.asgi:application"  # what granian serves; crow.asgi reads threads() and body_timeout()
 HEADER_TIMEOUT_MAX = 60  # seconds: granian's own bound on --http1-header-read-timeout
+# Connections the kernel queues for the workers to accept (Linux caps it at net.core.somaxconn, 4096).
+BACKLOG = 4096
 
 
 @dataclass(frozen=True)
@@ -55,12 +65,14 @@ class Settings:
     uds: Path | None
     workers: int
     threads: int
+    body_threads: int
     header_timeout: int  # seconds
     body_timeout: int  # seconds
     graceful_timeout: int  # seconds
     access_log: bool
     log_level: str
     preload: bool
+    max_connections: int  # per worker
 
     @property
     def address(self) -> str:
@@ -70,6 +82,11 @@ class Settings:
 def threads() -> int:
     """Django's threads per worker (``crow.asgi`` reads it in each worker)."""
     return env.integer("CROW_THREADS", 8, minimum=1)
+
+
+def body_threads() -> int:
+    """Threads per worker for requests with a body, which wait for their client's bytes (``crow.bridge``)."""
+    return env.integer("CROW_BODY_THREADS", 1000, minimum=1)
 
 
 def body_timeout() -> int:
@@ -92,12 +109,14 @@ def settings() -> Settings:
         uds=uds,
         workers=env.integer("CROW_WORKERS", 2, minimum=1),
         threads=threads(),
+        body_threads=body_threads(),
         header_timeout=header_timeout,
         body_timeout=body_timeout(),
         graceful_timeout=max(1, env.duration("CROW_GRACEFUL_TIMEOUT", "30s")),
         access_log=env.boolean("CROW_ACCESS_LOG", default=True),
         log_level=env.choice("CROW_LOG_LEVEL", "info", ("critical", "error", "warning", "info", "debug")),
         preload=env.boolean("CROW_PRELOAD", default=True),
+        max_connections=env.integer("CROW_MAX_CONNECTIONS", 10_000, minimum=1),
     )
 
 
@@ -153,6 +172,8 @@ def server(config: Settings):
         uds=config.uds,
         interface=Interfaces.ASGI,
         workers=config.workers,
+        backlog=BACKLOG,
+        backpressure=config.max_connections,
         http=HTTPModes.http1,
         websockets=False,
         http1_settings=HTTP1Settings(header_read_timeout=config.header_timeout * 1000),
@@ -165,9 +186,18 @@ def server(config: Settings):
     )
 
 
+def raise_open_files_limit() -> None:
+    """The soft limit on open files up to the hard one (the workers inherit it): a connection is a file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
     config = settings()
     refuse_taken(config)
+    raise_open_files_limit()
     # Workers share the parent's pages only if granian forks them (its "spawn" would import anew).
     if config.preload and multiprocessing.get_start_method() == "fork":
         preload()
