@@ -58,9 +58,7 @@ def main() -> None:
     servers.ensure_tools()
     image = layouts.build(args.out / "layouts", layouts.SPECS[0])
     work = args.out / "slow"
-    with servers.crow(
-        work, args.postgres, args.workers, args.threads, server=args.server, database=DATABASE
-    ) as server:
+    with servers.crow(work, args.postgres, args.workers, args.threads, database=DATABASE) as server:
         readings = _measure(args, server, image, work)
     _print(args, readings)
 
@@ -136,7 +134,6 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=2000, help="held connections in all")
     parser.add_argument("--probes", type=int, default=500, help="manifest GETs while the crowd is held")
     parser.add_argument("--seconds", type=float, default=10.0, help="over this long")
-    parser.add_argument("--server", default="gunicorn", help="as bench.servers.crow takes it")
     cli.server_arguments(parser)
     return parser.parse_args()
 
