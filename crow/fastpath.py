@@ -60,7 +60,6 @@ from django.http.request import split_domain_port, validate_host
 from crow.fastcache import Answer, Cache, Headers
 from crow.notices import SYNC_TIMEOUT, Listener
 from registry import mediatypes, responses
-from registry.auth import tokens
 from registry.auth.models import PULL
 from registry.db import blobs as blob_rows
 from registry.db import manifests as manifest_rows
@@ -244,6 +243,10 @@ def _may_pull(authorization: bytes | None, name: str) -> bool:
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer":
         return False
+    # Here, not at the top: an open registry never loads the token code (jwt, cryptography; ~10 MiB a
+    # process). With authentication on, registry.auth's AppConfig imported it at start-up already.
+    from registry.auth import tokens
+
     try:
         _, access = tokens.verify(token.strip())
     except Exception:  # refused (Django says why, and logs it) or unverifiable here

@@ -21,8 +21,9 @@ call per connection handed out, about a microsecond.
 Django 5.2 passes its own ``check`` to the pool (None, or the query), so a
 ``check`` in ``OPTIONS["pool"]`` is a ``TypeError`` there (Django ticket
 #37075 allows it in a later release): ``install`` sets this one on each pool,
-at its first connection, where psycopg_pool keeps it (``_check``).
-``tests/test_database_pool.py`` fails if a release moves it.
+at its first connection, where psycopg_pool keeps it (``_check``), and
+``retry_for_waiting`` as its ``reconnect_failed`` (``_reconnect_failed``).
+``tests/test_database_pool.py`` fails if a release moves them.
 """
 
 import select
@@ -45,11 +46,29 @@ class DropClosedByServer:
             raise psycopg.OperationalError("the server closed this idle connection")
 
 
+def retry_for_waiting(pool: Any) -> None:
+    """The pool's ``reconnect_failed``: if requests wait for a connection, try again at once.
+
+    The pool gives up on a connection attempt after ``reconnect_timeout`` and
+    starts another only when a request next asks for one. A request that was
+    already waiting then waits for nothing: after an outage, an attempt made
+    while the database hung fails (its connect timeout) just after the database
+    is back, and the requests waiting behind it would answer 503 although a
+    new attempt would succeed. ``check`` (public) starts one; with nobody waiting,
+    nothing is tried until a request asks.
+    """
+    if pool.get_stats().get("requests_waiting"):
+        pool.check()
+
+
 def install(connection: BaseDatabaseWrapper) -> None:
     """Check what ``connection``'s pool hands out, from now on (``connection_created``; idempotent)."""
     pool = getattr(connection, "pool", None)  # PostgreSQL's wrapper only; None without a pool
     if pool is not None and not isinstance(pool._check, DropClosedByServer):
         pool._check = DropClosedByServer(pool)
+        # Where psycopg_pool keeps its reconnect_failed callback; in OPTIONS["pool"] a function
+        # would be the one setting that is not plain data.
+        pool._reconnect_failed = retry_for_waiting
 
 
 def _readable(raw: psycopg.Connection) -> bool:

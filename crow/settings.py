@@ -131,7 +131,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # A connection that failed is retried in the pool's threads with a backoff that doubles from
         # 1 s: after a long outage, minutes would pass before the pool tried again. Give up on it
         # after a second instead: then each request that waits opens one, and the pool is back as
-        # soon as the database answers.
+        # soon as the database answers; requests already waiting get a new attempt (crow.pooled).
         "reconnect_timeout": 1,
     }
 

@@ -24,7 +24,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from crow.pooled import DropClosedByServer
+from crow.pooled import DropClosedByServer, retry_for_waiting
 from tests import oci
 
 postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no pool")
@@ -79,6 +79,7 @@ def test_it_checks_each_connection_it_hands_out_without_a_query(pool_of, client:
     pool_of(2)
     assert client.get(f"/v2/{NAME}/tags/list").status_code == 404
     assert isinstance(connection.pool._check, DropClosedByServer)
+    assert connection.pool._reconnect_failed is retry_for_waiting
 
 
 @postgresql_only
