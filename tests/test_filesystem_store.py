@@ -34,6 +34,29 @@ def test_commit_survives_gc_removing_the_digest_directory(
     assert store.path(key).read_bytes() == b"the bytes"
 
 
+def test_commit_survives_gc_removing_the_digest_directory_while_it_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mkdir(exist_ok=True)`` finds the directory there, then gone: it raises FileExistsError (seen
+    when concurrent pushes raced gc on a real server)."""
+    store = FilesystemStore(tmp_path)
+    state = store.write("u1", store.start_upload("u1"), 0, [b"the bytes"])
+    make = Path.mkdir
+    raced: list[Path] = []
+
+    def mkdir_racing_gc(self: Path, *args, **kwargs) -> None:
+        if not raced and self.name == DIGEST.split(":")[1]:
+            raced.append(self)
+            raise FileExistsError(17, "File exists", str(self))
+        make(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_racing_gc)
+    key = store.commit("u1", state, DIGEST, 9)
+
+    assert raced
+    assert store.path(key).read_bytes() == b"the bytes"
+
+
 def test_commit_of_a_cancelled_upload_is_fenced(tmp_path: Path) -> None:
     store = FilesystemStore(tmp_path)
     state = store.start_upload("u1")

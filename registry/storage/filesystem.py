@@ -169,13 +169,14 @@ class FilesystemStore(BlobStore):
 def _rename_into(source: Path, target: Path, attempts: int = 3) -> None:
     """Rename ``source`` to ``target``, creating its directory; again if the directory vanished in
     between (``delete`` removes a digest's directory with its last copy, e.g. gc deleting an older
-    upload of the same digest)."""
+    upload of the same digest). ``mkdir`` itself can lose that race: it finds the directory there
+    (EEXIST), then gone when it checks that it is one, and raises ``FileExistsError``."""
     for attempt in range(attempts):
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
             return
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):
             if attempt == attempts - 1 or not source.exists():
                 raise
 
