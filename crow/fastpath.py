@@ -8,11 +8,14 @@ having sent nothing and Django answers. It defers everything it cannot answer
 exactly: other methods and paths, a query string, anything percent-encoded in
 the raw path, a Host Django would refuse, a body, ``If-None-Match``, a
 ``Range`` on a blob GET, an index the ``Accept`` header does not take, a
-missing manifest or blob (Django renders the 404), a database error (Django
-renders the 503), and, unless ``CROW_AUTH_DISABLED``, any request without a
+missing manifest (Django tells a missing repository, tag and manifest apart), a
+database error (Django renders the 503), and, unless ``CROW_AUTH_DISABLED``, any request without a
 bearer token that ``registry.auth.tokens.verify`` accepts and whose ``access``
 grants pull on the name (Basic, anonymous and refused requests are Django's).
-Blob GETs on the filesystem store are sent with ``http.response.pathsend``
+A missing blob is answered here (404 ``BLOB_UNKNOWN``, built by the same
+functions as Django's): every blob a client pushes is first asked for with a
+HEAD that misses, and deferring it would query twice. Blob GETs on the
+filesystem store are sent with ``http.response.pathsend``
 (zero copy); on S3 they are deferred (Django's presigned redirect).
 
 The cache (``crow.fastcache``, per worker, ``CROW_FASTPATH_CACHE_BYTES``) is
@@ -59,7 +62,7 @@ from django.http.request import split_domain_port, validate_host
 
 from crow.fastcache import Answer, Cache, Headers
 from crow.notices import SYNC_TIMEOUT, Listener
-from registry import mediatypes, responses
+from registry import errors, mediatypes, responses
 from registry.auth.models import PULL
 from registry.db import blobs as blob_rows
 from registry.db import manifests as manifest_rows
@@ -200,7 +203,11 @@ async def serve(scope, receive, send) -> bool:
             log.debug("the fast path deferred a miss on %s to Django", path, exc_info=True)
             return False
         if answer is None:
-            return False
+            if kind == "m":
+                return False  # Django tells a missing repository, tag or manifest apart
+            # A blob HEAD before an upload misses by design: answer it here, not with a second query.
+            await _send_response(send, finished(responses.error(errors.blob_unknown(reference), head=head)))
+            return True
         if listener.up:
             cache.store(key, answer, generation)
     if kind == "m" and not mediatypes.served_to(
@@ -215,6 +222,12 @@ async def serve(scope, receive, send) -> bool:
     else:
         await send({"type": "http.response.body", "body": b"" if head else answer.body})
     return True
+
+
+async def _send_response(send, response) -> None:
+    """A Django response, sent as Django's handler would have sent it."""
+    await send({"type": "http.response.start", "status": response.status_code, "headers": _headers(response)})
+    await send({"type": "http.response.body", "body": response.content})
 
 
 def _is_digest(reference: str) -> bool:

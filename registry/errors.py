@@ -131,6 +131,11 @@ RETRY_AFTER = 5
 DATABASE_UNAVAILABLE = "the registry's database is unavailable, retry later"
 
 
+def blob_unknown(digest: str) -> RegistryError:
+    """The blob is not in the repository (or the repository does not exist): 404 BLOB_UNKNOWN."""
+    return RegistryError(BLOB_UNKNOWN, detail={"digest": digest})
+
+
 def unavailable(message: str) -> RegistryError:
     """A passing outage of something the registry depends on: 503, and when to try again."""
     return RegistryError(UNKNOWN, message, status=503, headers={"Retry-After": str(RETRY_AFTER)})

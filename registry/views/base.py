@@ -47,7 +47,7 @@ def diagnose(path: str, method: str) -> RegistryError:
         if kind == "manifest":
             return _bad_reference(parts["reference"])
         if kind == "blob" and method in _ADDRESSING:
-            return RegistryError(errors.BLOB_UNKNOWN, detail={"digest": parts["digest"]})
+            return errors.blob_unknown(parts["digest"])
         if kind in ("blob", "referrers"):  # the referrers API "MUST NOT return a 404": a 400 here
             return RegistryError(
                 errors.DIGEST_INVALID, "invalid or unsupported digest", detail={"digest": parts["digest"]}

@@ -15,7 +15,7 @@ from registry.storage import blob_store
 def _linked_blob(name: str, digest: str) -> BlobRow:
     blob = blobs.linked(name, digest)
     if blob is None:
-        raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": digest})
+        raise errors.blob_unknown(digest)
     return blob
 
 
@@ -40,7 +40,7 @@ def delete_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     if not settings.CROW_DELETE_ENABLED:
         raise RegistryError(errors.UNSUPPORTED, "deletes are disabled on this registry")
     if not blobs.unlink(name, digest):
-        raise RegistryError(errors.BLOB_UNKNOWN, detail={"digest": digest})
+        raise errors.blob_unknown(digest)
     return responses.empty(202)
 
 
