@@ -13,11 +13,15 @@ backpressure, so that a request never holds more than a piece of its body or
 its answer in memory:
 
 - ``wsgi.input`` (``Input``) has file semantics (``read(n)`` returns ``n``
-  bytes unless the body ends) and is fed by ``await receive()`` on the loop,
-  one message at a time and only when the thread asks for more. A receive
-  that brings no byte for ``CROW_BODY_TIMEOUT`` seconds makes ``read`` raise
-  the builtin ``TimeoutError``; a client that went away (``http.disconnect``)
-  makes it raise ``ConnectionResetError``.
+  bytes unless the body ends) and ``read1(n)`` (what arrived, up to ``n``:
+  ``registry.bodies`` streams uploads with it). It is fed by ``receive()`` on
+  the loop only when the thread asks for more, and then gathers as many
+  messages as a read wants in one hop: a hop per message (granian hands a
+  chunked body over in pieces of a few KiB) made the thread and the loop
+  trade places tens of times per MiB. A read returns what came within a
+  second, so a slow upload still moves. No byte for ``CROW_BODY_TIMEOUT``
+  seconds makes a read raise the builtin ``TimeoutError``; a client that went
+  away (``http.disconnect``) makes it raise ``ConnectionResetError``.
 - The answer: the thread waits until each piece is handed to granian. An answer
   of one piece (every error, every manifest) goes back with the thread's
   result, without a hop of its own.
@@ -45,7 +49,6 @@ import contextlib
 import os
 import stat
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -56,14 +59,18 @@ from crow import earlyanswers
 Message = dict[str, Any]
 
 
+GATHER_WINDOW = 1.0  # seconds: a read returns what came by then, so a slow upload still moves
+
+
 class Input:
-    """``wsgi.input``: the request's body, pulled from the loop one message at a time."""
+    """``wsgi.input``: the request's body, gathered on the loop a read at a time."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, receive: Callable, timeout: float) -> None:
         self._loop = loop
         self._receive = receive
         self._timeout = timeout
         self._buffer = bytearray()
+        self._receiving: asyncio.Future | None = None  # a receive() a gather stopped waiting for: next
         self.ended = False  # the last message arrived: nothing more to read
         self.failed: BaseException | None = None  # a timeout or a disconnect: the body is lost
 
@@ -73,16 +80,24 @@ class Input:
         keeps every byte that reached the server."""
         whole = size is None or size < 0
         try:
-            while (whole or len(self._buffer) < size) and self._more():
+            while (whole or len(self._buffer) < size) and self._more(
+                _WHOLE if whole else size - len(self._buffer)
+            ):
                 pass
         except (TimeoutError, ConnectionResetError):
             if not self._buffer:
                 raise
-        if whole:
-            size = len(self._buffer)
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
+        return self._take(len(self._buffer) if whole else size)
+
+    def read1(self, size: int) -> bytes:
+        """Up to ``size`` bytes, as soon as some arrived (all that came within ``GATHER_WINDOW`` of
+        the first); b"" at the end of the body. Raises as ``read`` does, once nothing is left."""
+        if not self._buffer:
+            data = self._gather(size)
+            if len(data) <= size:
+                return data  # the common case: no copy
+            self._buffer += data
+        return self._take(size)
 
     def readline(self, limit: int = -1) -> bytes:
         while True:
@@ -90,47 +105,101 @@ class Input:
             if end >= 0:
                 size = end + 1
                 break
-            if 0 <= limit <= len(self._buffer) or not self._more():
+            if 0 <= limit <= len(self._buffer) or not self._more(_WHOLE):
                 size = len(self._buffer)
                 break
         if 0 <= limit < size:
             size = limit
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
+        return self._take(size)
 
     def __iter__(self):
         while line := self.readline():
             yield line
 
-    def _more(self) -> bool:
-        """Append the next non-empty piece of the body to the buffer; False once it ended."""
-        if self.failed is not None:
-            raise self.failed
-        if self.ended:
-            return False
-        data = asyncio.run_coroutine_threadsafe(self.next_piece(), self._loop).result()
+    def _take(self, size: int) -> bytes:
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _more(self, want: int) -> bool:
+        """Append up to ``want`` more bytes of the body to the buffer; False once it ended."""
+        data = self._gather(want)
         self._buffer += data
         return bool(data) or not self.ended
 
+    def _gather(self, want: int) -> bytes:
+        """From the thread: one hop to the loop for up to ``want`` bytes; b"" once the body ended."""
+        if self.failed is not None:
+            raise self.failed
+        if self.ended:
+            return b""
+        return asyncio.run_coroutine_threadsafe(self.gather(want), self._loop).result()
+
+    async def gather(self, want: int) -> bytes:
+        """On the loop: the body's next bytes, as many messages as arrive until ``want`` bytes, the
+        end of the body, or ``GATHER_WINDOW`` after the call (once some came). Raises ``TimeoutError``
+        if no byte came for the body timeout, ``ConnectionResetError`` if the client went away: each
+        a hop back to the thread per message would cost far more than the messages themselves."""
+        pieces: list[bytes] = []
+        got = 0
+        now = self._loop.time()
+        window_ends, stall_ends = now + GATHER_WINDOW, now + self._timeout
+        while got < want and not self.ended:
+            try:
+                wait = (window_ends if got else stall_ends) - self._loop.time()
+                message = await self._message(max(0.0, wait))
+            except ConnectionResetError:
+                if not got:
+                    raise
+                break  # what came before is read first; the next read raises
+            if message is None:
+                if got:
+                    break
+                self.failed = TimeoutError(f"no byte of the request body for {self._timeout:g} s")
+                self.close()  # a receive left waiting would hold back the answer (granian)
+                raise self.failed
+            if body := message.get("body", b""):
+                pieces.append(body)
+                got += len(body)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
     async def next_piece(self) -> bytes:
         """On the loop: the next bytes of the body (b"" at its end); raises as ``read`` does."""
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                async with asyncio.timeout_at(self._loop.time() + max(0.0, deadline - time.monotonic())):
-                    message = await self._receive()
-            except TimeoutError:
-                self.failed = TimeoutError(f"no byte of the request body for {self._timeout:g} s")
-                raise self.failed from None
-            if message["type"] != "http.request":  # http.disconnect
-                self.failed = ConnectionResetError("the client went away before the end of its request body")
-                raise self.failed
-            if not message.get("more_body", False):
-                self.ended = True
-            body = message.get("body", b"")
-            if body or self.ended:
-                return body
+        return b"" if self.ended else await self.gather(1)
+
+    async def _message(self, wait: float) -> Message | None:
+        """The next ``http.request`` message, or None if none came within ``wait`` seconds (the
+        receive is kept, never cancelled: its message, when it comes, is the next one)."""
+        receiving = self._receiving or asyncio.ensure_future(self._receive())
+        if not receiving.done():
+            done, _ = await asyncio.wait((receiving,), timeout=wait)
+            if not done:
+                self._receiving = receiving
+                return None
+        self._receiving = None
+        message = receiving.result()
+        if message["type"] != "http.request":  # http.disconnect
+            self.failed = ConnectionResetError("the client went away before the end of its request body")
+            raise self.failed
+        if not message.get("more_body", False):
+            self.ended = True
+        return message
+
+    async def prefetch(self, length: int) -> None:
+        """On the loop, before the application runs: the first ``length`` bytes, if they come within
+        ``GATHER_WINDOW``; a failure is kept for the application's first read to raise."""
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            self._buffer += await self.gather(length)
+
+    def close(self) -> None:
+        """On the loop, once the request is over: drop a receive still waiting."""
+        if self._receiving is not None:
+            self._receiving.cancel()
+            self._receiving = None
+
+
+_WHOLE = 1 << 62  # a gather's ``want`` when the reader wants everything
+PREFETCH = 64 * 1024  # a body up to this long (a manifest, a config) is read before the thread starts
 
 
 class FileWrapper:
@@ -285,11 +354,24 @@ class Bridge:
         exchange = _Exchange(loop, send)
         request = environ(scope, body)
         executor = self.body_executor if _has_body(request) else self.executor
-        messages = await loop.run_in_executor(executor, exchange.run, self.application, request)
-        if not body.ended and _has_body(request):
-            await earlyanswers.answer_then_drain(body, messages, send)
-        else:
-            await exchange.send_all(messages)
+        length = _declared_length(request)
+        if length is not None and 0 < length <= PREFETCH:
+            await body.prefetch(length)
+        try:
+            messages = await loop.run_in_executor(executor, exchange.run, self.application, request)
+            if not body.ended and _has_body(request):
+                await earlyanswers.answer_then_drain(body, messages, send)
+            else:
+                await exchange.send_all(messages)
+        finally:
+            body.close()
+
+
+def _declared_length(environ: dict) -> int | None:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
 
 
 def _has_body(environ: dict) -> bool:

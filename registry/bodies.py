@@ -53,7 +53,8 @@ class Body:
     def chunks(self) -> Iterator[bytes]:
         if self.empty:
             return
-        stream = self._request if self.length is not None else self._request.META["wsgi.input"]
+        stream = self._request.META["wsgi.input"]
+        read = getattr(stream, "read1", stream.read)  # read1: what arrived, without waiting for all of it
         while self.length is None or self.received < self.length:
             want = (
                 self._buffer_size
@@ -62,7 +63,7 @@ class Body:
             )
             connections.release()
             try:
-                chunk = stream.read(want)
+                chunk = read(want)
             except Exception as exc:  # OSError, or gunicorn's own errors when a chunked body is cut
                 if _timed_out(exc):
                     raise Stalled(self.received) from exc
