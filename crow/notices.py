@@ -45,6 +45,7 @@ CHANNEL = "crow_changes"
 PROBE_INTERVAL = 10.0
 SYNC_TIMEOUT = 2.0
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+APPLICATION_NAME = "crow notices"  # the listening connections, as pg_stat_activity shows them
 
 
 class Listener:
@@ -191,7 +192,9 @@ class Listener:
 
     async def _connect(self) -> None:
         self._lost.clear()
-        connection = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        connection = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name=APPLICATION_NAME
+        )
         self._connection = connection
         await connection.execute(f"LISTEN {CHANNEL}")
         pgconn = connection.pgconn

@@ -7,7 +7,7 @@ reads there and runs Django in a few threads per worker (``crow.bridge``).
 Settings (``.env.example`` documents each): ``CROW_BIND`` (or ``PORT`` on
 127.0.0.1), ``CROW_WORKERS``, ``CROW_THREADS``, ``CROW_HEADER_TIMEOUT``,
 ``CROW_BODY_THREADS``, ``CROW_BODY_TIMEOUT``, ``CROW_ACCESS_LOG``, ``CROW_LOG_LEVEL``,
-``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``. Fixed here:
+``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``, ``CROW_CONNECTION_BUFFER``. Fixed here:
 
 - HTTP/1 only (``--http 1``): with ``auto``, granian never times out a fresh
   connection that sends nothing; on HTTP/1 the header timeout closes a fresh
@@ -56,6 +56,9 @@ TARGET = "crow.asgi:application"  # what granian serves; crow.asgi reads threads
 HEADER_TIMEOUT_MAX = 60  # seconds: granian's own bound on --http1-header-read-timeout
 # Connections the kernel queues for the workers to accept (Linux caps it at net.core.somaxconn, 4096).
 BACKLOG = 4096
+# hyper's buffer per connection (granian's --http1-buffer-size): what a slow download holds besides
+# granian's own file reads; hyper's default is 408 KiB.
+CONNECTION_BUFFER = 417_792
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Settings:
     log_level: str
     preload: bool
     max_connections: int  # per worker
+    connection_buffer: int  # bytes hyper buffers per connection, each way
 
     @property
     def address(self) -> str:
@@ -117,6 +121,7 @@ def settings() -> Settings:
         log_level=env.choice("CROW_LOG_LEVEL", "info", ("critical", "error", "warning", "info", "debug")),
         preload=env.boolean("CROW_PRELOAD", default=True),
         max_connections=env.integer("CROW_MAX_CONNECTIONS", 10_000, minimum=1),
+        connection_buffer=env.integer("CROW_CONNECTION_BUFFER", CONNECTION_BUFFER, minimum=8192),
     )
 
 
@@ -176,7 +181,9 @@ def server(config: Settings):
         backpressure=config.max_connections,
         http=HTTPModes.http1,
         websockets=False,
-        http1_settings=HTTP1Settings(header_read_timeout=config.header_timeout * 1000),
+        http1_settings=HTTP1Settings(
+            header_read_timeout=config.header_timeout * 1000, max_buffer_size=config.connection_buffer
+        ),
         log_enabled=True,
         log_level=LogLevels(config.log_level),
         log_access=config.access_log,

@@ -15,6 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from crow import notices
 from registry.models import Repository, Tag
 from tests.fastservers import granian, request
 from tests.server import database_url
@@ -148,3 +149,43 @@ def test_it_forgets_writes_made_outside_the_servers(servers: tuple[int, int], wr
     if write == "repository delete":
         for port in servers:
             assert _eventually(lambda port=port: request(port, "HEAD", blob)[0] == 404), (write, port)
+
+
+def _terminate_listeners() -> int:
+    """End every backend that LISTENs for change notices (the servers' fast paths): how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            [notices.APPLICATION_NAME],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_it_never_serves_a_moved_tag_while_its_listener_is_down(servers: tuple[int, int]) -> None:
+    """The listening connection is killed under both servers: a tag moved meanwhile (through a server,
+    and from outside) is never answered from the cache, and once they listen again they cache anew."""
+    a, b = servers
+    layer = _push(a, "team/app")["layer"]
+    path = "/v2/team/app/manifests/moving"
+    for round_ in range(3):
+        before = _put(a, "team/app", "moving", _image(f"before {round_}", layer), OCI)
+        for port in servers:
+            assert _eventually(lambda port=port, before=before: _get(port, path) == (200, before))
+            assert _get(port, path) == (200, before)  # cached now
+        assert _terminate_listeners() == 2, "each server's worker listens"
+        moved = _put(b, "team/app", "moving", _image(f"moved {round_}", layer), OCI)
+        for port in (a, b, a, b):
+            assert _get(port, path) == (200, moved), round_
+        Tag.objects.filter(repository__name="team/app", name="moving").delete()  # as the admin does
+        for port in servers:
+            assert _eventually(lambda port=port: _get(port, path)[0] == 404), round_
+        assert _eventually(lambda: _listening() == 2, seconds=10), "the listeners reconnect"
+    assert _get(a, path)[0] == 404
+
+
+def _listening() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [notices.APPLICATION_NAME]
+        )
+        return cursor.fetchone()[0]
