@@ -58,7 +58,7 @@ HEADER_TIMEOUT_MAX = 60  # seconds: granian's own bound on --http1-header-read-t
 BACKLOG = 4096
 # hyper's buffer per connection (granian's --http1-buffer-size): what a slow download holds besides
 # granian's own file reads; hyper's default is 408 KiB.
-CONNECTION_BUFFER = 417_792
+CONNECTION_BUFFER = 65_536
 
 
 @dataclass(frozen=True)
