@@ -56,7 +56,7 @@ LAYERS = (
     # The blob-store interface and its backends: nothing of the registry above them.
     Layer("storage", ("registry.storage", "registry.storage.*"), forbids=HTTP),
     # The tables: nothing of HTTP or of the apps built on them.
-    Layer("models", ("registry.models",), forbids=(*HTTP, "registry.auth")),
+    Layer("models", ("registry.models", "registry.events.models"), forbids=(*HTTP, "registry.auth")),
     # The tables of the apps built on the registry's.
     Layer("app models", ("registry.auth.models",), forbids=HTTP),
     # The fast SQL behind the managers, one module per aggregate.
@@ -86,6 +86,13 @@ LAYERS = (
             "registry.auth.robots",
             "registry.auth.scopes",
             "registry.auth.tokens",
+            "registry.events.audit",
+            "registry.events.envelope",
+            "registry.events.dispatch",
+            "registry.events.delivery",
+            "registry.events.worker",
+            "registry.events.retention",
+            "registry.events.signals",
         ),
         forbids=HTTP,
     ),
@@ -100,6 +107,7 @@ LAYERS = (
             "registry.etags",
             "registry.auth.access",
             "registry.auth.credentials",
+            "registry.events.middleware",
         ),
         forbids=STORE_INTERNALS,
     ),
@@ -113,6 +121,8 @@ LAYERS = (
             "registry.auth.views",
             "registry.auth.api",
             "registry.auth.serializers",
+            "registry.events.api",
+            "registry.events.serializers",
         ),
         forbids=STORE_INTERNALS,
     ),
@@ -130,6 +140,7 @@ LAYERS = (
             "registry.auth.admin",
             "registry.auth.management.*",
             "registry.auth.migrations.*",
+            "registry.events.admin",
             "crow.apps",
             "crow.urls",
             "crow.wsgi",
