@@ -147,6 +147,7 @@ LAYERS = (
             "crow.asgi",
             "crow.fastpath",
             "crow.serve",
+            "crow.webhooks",
             "crow.bridge",
             "crow.fastcache",
             "crow.notices",
