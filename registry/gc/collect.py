@@ -91,11 +91,12 @@ class GcReport(Report):
     def counts(self) -> str:
         return (
             f"{self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
-            f" {self.objects} unknown objects: {self.bytes} bytes; {self.audit_events} audit events"
+            f" {self.objects} unknown objects: {self.bytes} bytes"
         )
 
     def remark(self) -> str:
-        return f"; {self.deferred}" if self.deferred else ""
+        pruned = f"; {self.audit_events} audit events past their retention" if self.audit_events else ""
+        return pruned + (f"; {self.deferred}" if self.deferred else "")
 
 
 def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
