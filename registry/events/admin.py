@@ -49,6 +49,11 @@ class WebhookAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     fields = ["url", "secret", "events", "patterns", "enabled"]
 
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):  # type: ignore[no-untyped-def]
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # Django 6's default, said now
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnly):
