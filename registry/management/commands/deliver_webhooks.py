@@ -10,6 +10,9 @@ from registry.events import worker
 
 class Command(BaseCommand):
     help = "Deliver webhooks: turn new events into deliveries and POST them, until stopped."
+    # It runs wherever the server runs, as its child: the server does not refuse to start over a
+    # system check (``manage.py check`` and ``migrate`` report them), and neither does this.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true", help="one round, then exit")
