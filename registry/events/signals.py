@@ -7,8 +7,10 @@ recorded there. The rows are written in the saving transaction when there
 is one (the admin's), right after the save otherwise.
 """
 
+from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models.signals import post_delete, post_save
 
 from registry.auth.models import Grant, PublicPattern, Robot
@@ -28,9 +30,20 @@ def grant_detail(grant: Grant) -> dict[str, Any]:
     return {
         "pattern": grant.pattern,
         "actions": sorted(grant.actions),
-        "user": grant.user.get_username() if grant.user_id else None,
-        "group": grant.group.name if grant.group_id else None,
+        "user": _holder(grant, "user", lambda user: user.get_username()),
+        "group": _holder(grant, "group", lambda group: group.name),
     }
+
+
+def _holder(grant: Grant, field: str, name: Callable[[Any], str]) -> str | None:
+    """The name of the grant's user or group; its id when a cascade deleted it first."""
+    holder_id = getattr(grant, f"{field}_id")
+    if holder_id is None:
+        return None
+    try:
+        return name(getattr(grant, field))
+    except ObjectDoesNotExist:
+        return f"#{holder_id}"
 
 
 def robot_detail(robot: Robot) -> dict[str, Any]:
