@@ -78,6 +78,39 @@ def test_the_servers_worker_delivers_a_push_and_a_delete_and_the_audit_api_shows
     assert "login" in [e["action"] for e in log["results"]]  # skopeo logged in at the token service
 
 
+def _servers_workers(server: Server) -> list[int]:
+    """The pids of the delivery workers the server started (they carry its ``CROW_BIND``)."""
+    bind = f"CROW_BIND={server.env['CROW_BIND']}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"deliver_webhooks" in (proc / "cmdline").read_bytes() and bind in (
+                proc / "environ"
+            ).read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_the_server_restarts_its_worker_when_it_dies(
+    skopeo: Skopeo, registry_server: Server, receiver: Receiver, tmp_path: Path
+) -> None:
+    Webhook.objects.create(url=receiver.url, secret=SECRET, events=["push"], patterns=["team/*"])
+    (worker,) = _servers_workers(registry_server)
+    os.kill(worker, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not [pid for pid in _servers_workers(registry_server) if pid != worker]:
+        assert time.monotonic() < deadline, "the server did not restart its webhook worker"
+        time.sleep(0.2)
+
+    ocilayout.write_image(tmp_path / "in", "v1")
+    skopeo.push(tmp_path / "in", "v1", f"{registry_server.host}/team/app:v1")
+
+    (got,) = receiver.wait_for(1)
+    assert got.signed_with(SECRET) and got.event["target"]["tag"] == "v1"
+
+
 def _worker(server: Server) -> "os.PathLike":
     env = {**server.env, "CROW_WEBHOOK_TIMEOUT": WORKER_TIMEOUT, "CROW_WEBHOOK_POLL": "1s"}
     return spawn([sys.executable, "manage.py", "deliver_webhooks"], cwd=ROOT, env=env)
