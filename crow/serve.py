@@ -7,7 +7,9 @@ reads there and runs Django in a few threads per worker (``crow.bridge``).
 Settings (``.env.example`` documents each): ``CROW_BIND`` (or ``PORT`` on
 127.0.0.1), ``CROW_WORKERS``, ``CROW_THREADS``, ``CROW_HEADER_TIMEOUT``,
 ``CROW_BODY_THREADS``, ``CROW_BODY_TIMEOUT``, ``CROW_ACCESS_LOG``, ``CROW_LOG_LEVEL``,
-``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``, ``CROW_CONNECTION_BUFFER``. Fixed here:
+``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``, ``CROW_CONNECTION_BUFFER``,
+``CROW_WEBHOOK_WORKER`` (the webhook delivery worker, a supervised child: ``crow.webhooks``).
+Fixed here:
 
 - HTTP/1 only (``--http 1``): with ``auto``, granian never times out a fresh
   connection that sends nothing; on HTTP/1 the header timeout closes a fresh
@@ -50,7 +52,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from crow import env
+from crow import env, webhooks
 
 TARGET = "crow.asgi:application"  # what granian serves; crow.asgi reads threads() and body_timeout()
 HEADER_TIMEOUT_MAX = 60  # seconds: granian's own bound on --http1-header-read-timeout
@@ -213,7 +215,12 @@ def main() -> None:
         file=sys.stderr,
         flush=True,
     )
-    server(config).serve()
+    supervisor = webhooks.Supervisor().start() if webhooks.enabled() else None
+    try:
+        server(config).serve()
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
 
 
 if __name__ == "__main__":

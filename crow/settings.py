@@ -42,6 +42,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "registry.events.middleware.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "crow.outages.DatabaseOutageMiddleware",
@@ -198,6 +199,21 @@ CROW_SPARSE_MANIFESTS = env.choice("CROW_SPARSE_MANIFESTS", "indexes", ("indexes
 # --- Garbage collection (manage.py gc) ----------------------------------------------
 # What was pushed, linked or stored this recently is never collected: it may belong to a push in flight.
 CROW_GC_GRACE_PERIOD = env.duration("CROW_GC_GRACE_PERIOD", "1h")
+
+# --- Audit log and webhooks (registry.events) --------------------------------------
+# gc deletes audit rows (and finished webhook deliveries) older than this many days.
+CROW_AUDIT_RETENTION_DAYS = env.integer("CROW_AUDIT_RETENTION_DAYS", 90, minimum=1)
+# python -m crow.serve runs the webhook delivery worker as a child process; 0 where it runs apart.
+CROW_WEBHOOK_WORKER = env.boolean("CROW_WEBHOOK_WORKER", default=True)
+# How long a receiver has to accept a connection and to answer one delivery.
+CROW_WEBHOOK_TIMEOUT = env.duration("CROW_WEBHOOK_TIMEOUT", "5s")
+# Retries wait 1 s, 2 s, 4 s ... at most this long; a delivery fails for good after
+# CROW_WEBHOOK_MAX_ATTEMPTS attempts or once it is CROW_WEBHOOK_MAX_AGE old.
+CROW_WEBHOOK_RETRY_MAX = env.duration("CROW_WEBHOOK_RETRY_MAX", "10m")
+CROW_WEBHOOK_MAX_ATTEMPTS = env.integer("CROW_WEBHOOK_MAX_ATTEMPTS", 20, minimum=1)
+CROW_WEBHOOK_MAX_AGE = env.duration("CROW_WEBHOOK_MAX_AGE", "1d")
+# How often an idle worker looks for new events and due deliveries.
+CROW_WEBHOOK_POLL = env.duration("CROW_WEBHOOK_POLL", "1s")
 
 # --- Fast path (crow.fastpath, under granian on PostgreSQL) ----------------------
 # Hot reads answered on the event loop from a per-worker cache kept current by LISTEN/NOTIFY.

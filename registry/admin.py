@@ -180,3 +180,6 @@ class RetentionRuleAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["pattern", "tag_pattern"]
     readonly_fields = ["created"]
+
+
+from registry.events import admin as events_admin  # noqa: E402, F401 - the audit log and webhooks

@@ -20,9 +20,11 @@ from django.views.decorators.csrf import csrf_exempt
 
 from registry import errors, references, responses
 from registry.auth.access import authorize
+from registry.auth.credentials import client_address
 from registry.auth.models import DELETE, PULL, PUSH
 from registry.db import connections
 from registry.errors import RegistryError
+from registry.events import audit
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
 from registry.storage import StorageError, StorageFull
 
@@ -49,8 +51,9 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
                     f"{request.method} is not supported on this endpoint",
                     headers={"Allow": allowed},
                 )
-            authorize(request, kwargs.get("name"), _action(request.method or "", kwargs))
-            response = operation(request, **kwargs)
+            caller = authorize(request, kwargs.get("name"), _action(request.method or "", kwargs))
+            with audit.acting(audit.Actor(caller.subject or audit.ANONYMOUS, client_address(request))):
+                response = operation(request, **kwargs)
         except RegistryError as error:
             response = responses.error(error, head=request.method == "HEAD")
         except StorageFull as exc:

@@ -271,3 +271,7 @@ class RetentionRule(models.Model):
             raise ValidationError(
                 "give keep latest, max age days or untagged after days: the rule does nothing"
             )
+
+
+# The audit log and webhooks live in a module of their own, in this app's tables.
+from registry.events.models import AuditEvent, Delivery, Webhook  # noqa: E402, F401

@@ -3,8 +3,9 @@
 One transaction (``registry.db``): the repository (created by the first
 push), which of the referenced blobs and child manifests it has, the
 manifest's row, its references, the absent references it may keep or
-resolves (``registry.sparse``), the blob links again, the tag. The blobs'
-sizes must be the ones the manifest states.
+resolves (``registry.sparse``), the blob links again, the audit row
+(``registry.events.audit``), the tag. The blobs' sizes must be the ones the
+manifest states.
 
 The checks run before the commit, and the database's foreign keys stand
 behind them: a blob or child manifest that garbage collection or a delete
@@ -20,6 +21,7 @@ from registry import errors, sparse
 from registry.db import blobs, manifests, repositories
 from registry.db.blobs import Linked
 from registry.errors import RegistryError
+from registry.events import audit
 from registry.manifests import ParsedManifest
 
 
@@ -37,7 +39,7 @@ def store_manifest(name: str, digest: str, content: bytes, parsed: ParsedManifes
 
 def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
     with transaction.atomic():
-        repository_id = repositories.id_of(name) or repositories.create(name)
+        repository_id = repositories.id_of(name) or audit.create_repository(name)
         if repository_id is None:  # created and deleted again by an operator, in between
             raise IntegrityError("the repository was deleted meanwhile")
         linked = blobs.linked_among(repository_id, parsed.blobs)
@@ -53,6 +55,8 @@ def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: 
         manifests.resolve_absent(repository_id, digest, manifest_id)  # indexes pushed before it, if any
         # Linked already; linked again so that a link that gc removed meanwhile is back at commit.
         blobs.link(repository_id, blob_ids)
+        # Before the tag moves: the audit row reads what it named.
+        audit.pushed(name, tag, digest, parsed.media_type, len(content), repository_id)
         if tag:
             manifests.point_tag(repository_id, tag, manifest_id)
 

@@ -54,6 +54,7 @@ from registry.claims import Claim, fenced, quietly
 from registry.db import blobs, repositories
 from registry.db import uploads as sessions
 from registry.errors import RegistryError, Stalled
+from registry.events import audit
 from registry.models import Blob, Repository, Upload
 from registry.storage import Fenced, StorageError, blob_store
 
@@ -73,7 +74,7 @@ def start(name: str, claimed: bool = False) -> tuple[Upload, Claim | None]:
             if repository_id is not None:
                 upload.repository = Repository(id=repository_id, name=name)
                 return upload, claim
-            repositories.create(name)
+            audit.create_repository(name)
     except BaseException:
         quietly(blob_store().abort, upload.id.hex, upload.storage_state)
         raise
@@ -229,11 +230,13 @@ def mount(name: str, digest: str, source: str | None) -> Blob | None:
     collection is deleting is waited for and then not found (the client
     uploads it), instead of a link that fails at commit.
     """
-    repository = repositories.get_or_create(name)
+    repository_id = repositories.id_of(name) or audit.create_repository(name)
+    if repository_id is None:  # created and deleted again by an operator, in between
+        raise Repository.DoesNotExist(f"repository {name} was deleted meanwhile")
     with transaction.atomic():
         blob = blobs.locked(digest, source)
         if blob is not None:
-            blobs.link(repository.id, [blob.id])
+            blobs.link(repository_id, [blob.id])
     return blob
 
 

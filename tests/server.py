@@ -189,6 +189,8 @@ def registry_server(
         "CROW_THREADS": "4",
         # As in production, whatever the developer's shell says.
         "CROW_AUTH_DISABLED": "0",
+        # No webhook delivery worker (a database connection polling each second) unless a test wants one.
+        "CROW_WEBHOOK_WORKER": "0",
         **server_env,
     }
     request.node.stash[_log_key] = log
@@ -213,6 +215,7 @@ def open_environment(tmp_path: Path, blob_root: Path, **settings: str) -> dict[s
         "CROW_VAR_DIR": str(tmp_path / "var"),
         "CROW_BIND": f"127.0.0.1:{free_port()}",
         "CROW_AUTH_DISABLED": "1",
+        "CROW_WEBHOOK_WORKER": "0",
         **settings,
     }
 

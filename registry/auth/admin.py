@@ -73,5 +73,7 @@ class RobotAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected robots")
     def revoke(self, request: HttpRequest, queryset: QuerySet[Robot]) -> None:
-        count = queryset.update(revoked=True)
-        self.message_user(request, f"Revoked {count} robot(s).")
+        revoked = list(queryset.filter(revoked=False))
+        for robot in revoked:
+            robots.revoke(robot)  # each one recorded in the audit log
+        self.message_user(request, f"Revoked {len(revoked)} robot(s).")

@@ -150,5 +150,6 @@ urlpatterns = [
     path("repositories/", RepositoryList.as_view(), name="api-repositories"),
     path("repositories/<path:name>/tags/", TagList.as_view(), name="api-tags"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("", include("registry.events.api")),  # audit log and webhooks
     path("", include(router.urls)),
 ]

@@ -1,8 +1,9 @@
 """Credentials a request carries: HTTP Basic (a user's password or a robot's secret) or a bearer token.
 
 Every password or secret check goes through ``login``: refused while the
-address or the username is rate-limited, and each failure is counted and
-logged (the username and address, never what was typed).
+address or the username is rate-limited, and each failure is counted,
+logged and recorded in the audit log (the username and address, never what
+was typed).
 """
 
 import base64
@@ -16,6 +17,8 @@ from django.http import HttpRequest
 
 from registry.auth import identity, ratelimit, robots
 from registry.auth.identity import Identity
+from registry.events import audit
+from registry.events.models import LOGIN_FAILED
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ def login(request: HttpRequest, username: str, password: str) -> Identity:
     found = _check_password(request, username, password) if _possible(username, password) else None
     if found is None:
         ratelimit.failed(address, username)
+        audit.record(LOGIN_FAILED, actor=audit.Actor(_printable(username), address))
         log.warning("failed login for %r from %s", username, address)
         raise BadCredentials("wrong username or password")
     return found
@@ -78,6 +82,12 @@ def _possible(username: str, password: str) -> bool:
     Impossible ones are wrong credentials like any other, counted as a failure: never a 500.
     """
     return "\x00" not in password and not any(unicodedata.category(char) == "Cc" for char in username)
+
+
+def _printable(username: str) -> str:
+    """The username as the audit log keeps it: control characters (NUL, which PostgreSQL refuses,
+    included) as ``?``, and no longer than the column."""
+    return "".join("?" if unicodedata.category(char) == "Cc" else char for char in username)[:160]
 
 
 def _check_password(request: HttpRequest, username: str, password: str) -> Identity | None:

@@ -16,6 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from registry.auth.models import ROBOT_PREFIX, Robot
+from registry.events import audit
+from registry.events.models import ROBOT_REVOKE
 
 SECRET_PREFIX = "crow_"
 # last_used is written at most this often, not on every request.
@@ -76,5 +78,7 @@ def authenticate(username: str, secret: str) -> Robot | None:
 
 
 def revoke(robot: Robot) -> None:
-    Robot.objects.filter(pk=robot.pk).update(revoked=True)
-    robot.revoked = True
+    with transaction.atomic():
+        Robot.objects.filter(pk=robot.pk).update(revoked=True)
+        robot.revoked = True
+        audit.record(ROBOT_REVOKE, detail={"robot": robot.username})

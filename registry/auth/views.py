@@ -21,6 +21,8 @@ from registry.auth import credentials, identity, scopes
 from registry.auth.credentials import BadCredentials
 from registry.auth.identity import Identity
 from registry.errors import RegistryError
+from registry.events import audit
+from registry.events.models import LOGIN
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ def token(request: HttpRequest) -> HttpResponse:
     try:
         _check_service(params.get("service"))
         caller = _post_login(request) if request.method == "POST" else _get_login(request)
+        if not caller.anonymous:
+            # A login is recorded here, where a client logs in once per session; Basic credentials
+            # sent with each /v2/ request would make every pull a write (failures count everywhere).
+            audit.record(LOGIN, actor=audit.Actor(caller.subject, credentials.client_address(request)))
         issued = tokens.issue(caller.subject, scopes.grant(caller, scopes.parse(params.getlist("scope"))))
     except BadCredentials as exc:
         error = RegistryError(errors.UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": BASIC_CHALLENGE})

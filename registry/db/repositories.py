@@ -17,8 +17,13 @@ def id_of(name: str) -> int | None:
 def create(name: str) -> int | None:
     """Create repository ``name`` unless it exists: its id, whoever created it; None only if it was
     deleted again in between."""
+    return insert(name) or id_of(name)
+
+
+def insert(name: str) -> int | None:
+    """Create repository ``name``: its id if this call created it, None if it existed."""
     created = rows(_CREATE, _insert.params([_insert.row({"name": name})]))
-    return created[0][0] if created else id_of(name)
+    return created[0][0] if created else None
 
 
 def get_or_create(name: str) -> Repository:

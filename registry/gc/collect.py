@@ -52,6 +52,9 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from registry import locks
+from registry.events import audit
+from registry.events import retention as audit_retention
+from registry.events.models import DELETE_BLOB
 from registry.gc import retention, sweep, untagged
 from registry.gc.report import Report
 from registry.models import AbsentReference, Blob, ManifestBlob, Repository, RepositoryBlob
@@ -82,6 +85,7 @@ class GcReport(Report):
     manifests: int = 0
     blobs: int = 0
     objects: int = 0  # swept from storage: no row knew them
+    audit_events: int = 0  # older than CROW_AUDIT_RETENTION_DAYS
     deferred: str = ""  # why blobs and unknown objects were not deleted this time, if they were not
 
     def counts(self) -> str:
@@ -91,7 +95,8 @@ class GcReport(Report):
         )
 
     def remark(self) -> str:
-        return f"; {self.deferred}" if self.deferred else ""
+        pruned = f"; {self.audit_events} audit events past their retention" if self.audit_events else ""
+        return pruned + (f"; {self.deferred}" if self.deferred else "")
 
 
 def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
@@ -106,6 +111,8 @@ def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
         for tag in tags:
             progress.note(f"tag {tag} (retention rule {tag.rule})")
         report.tags = len(tags)
+        if not options.dry_run:
+            report.audit_events = audit_retention.prune(now)
         doomed = _collect_manifests(options, plan, now, cutoff, report, progress)
         try:
             deleting = contextlib.ExitStack() if options.dry_run else _blobs_lock(options.wait, progress)
@@ -291,6 +298,7 @@ def _delete_blobs(ids: list[int], cutoff: datetime) -> list[tuple]:
             RepositoryBlob.objects.filter(blob_id__in=doomed).delete()
             # ManifestBlob.blob is PROTECT: a reference that appeared anyway fails this, never cascades.
             Blob.objects.filter(id__in=doomed).delete()
+            audit.record_all([audit.event(DELETE_BLOB, audit.GC, digest=row[1]) for row in garbage])
     except DatabaseError:
         if len(ids) == 1:
             return []

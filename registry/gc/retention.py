@@ -23,7 +23,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.db import transaction
+
 from registry import patterns
+from registry.events import audit
+from registry.events.models import DELETE_TAG
 from registry.models import Repository, RetentionRule, Tag
 
 log = logging.getLogger(__name__)
@@ -147,7 +151,15 @@ def apply(plan: RetentionPlan) -> list[ExpiredTag]:
     """Delete the plan's tags; one that a push moved since the plan was made stays."""
     deleted = []
     for tag in plan.tags:
-        gone, _ = Tag.objects.filter(id=tag.id, manifest_id=tag.manifest_id, updated=tag.updated).delete()
-        if gone:
-            deleted.append(tag)
+        with transaction.atomic():
+            gone, _ = Tag.objects.filter(id=tag.id, manifest_id=tag.manifest_id, updated=tag.updated).delete()
+            if gone:
+                audit.record(
+                    DELETE_TAG,
+                    actor=audit.RETENTION,
+                    repository=tag.repository,
+                    reference=tag.name,
+                    detail={"rule": tag.rule},
+                )
+                deleted.append(tag)
     return deleted

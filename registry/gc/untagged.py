@@ -38,7 +38,9 @@ from datetime import datetime
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from registry.models import AbsentReference, Manifest, ManifestBlob, ManifestChild, Tag
+from registry.events import audit
+from registry.events.models import DELETE_MANIFEST
+from registry.models import AbsentReference, Manifest, ManifestBlob, ManifestChild, Repository, Tag
 
 BATCH = 500  # ids or digests per statement: SQLite allows a few thousand parameters
 
@@ -234,12 +236,30 @@ def delete(
             if any(count for label, count in deleted.items() if label != Manifest._meta.label):
                 # Django's cascade found a tag or a parent after all: keep everything.
                 raise _StillReferenced
+            _record([row for row in rows if row.id in set(ids)])
     except (_StillReferenced, DatabaseError):
         if len(rows) == 1:
             return []
         return [gone for row in rows for gone in delete([row], limit, delete_referrers)]
     gone = set(ids)
     return [row for row in rows if row.id in gone]
+
+
+def _record(deleted: list[UntaggedManifest]) -> None:
+    """The manifests gc deleted, in the audit log (in the deleting transaction)."""
+    if not deleted:
+        return
+    names = dict(
+        Repository.objects.filter(id__in={row.repository_id for row in deleted}).values_list("id", "name")
+    )
+    audit.record_all(
+        [
+            audit.event(
+                DELETE_MANIFEST, audit.GC, repository=names.get(row.repository_id, ""), digest=row.digest
+            )
+            for row in deleted
+        ]
+    )
 
 
 def _named_by_absent_references(manifests: list[tuple[int, int, str, str]]) -> set[int]:

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from registry import errors, etags, responses
+from registry import deletions, errors, etags, responses
 from registry.db import blobs
 from registry.db.blobs import BlobRow
 from registry.endpoint import endpoint
@@ -39,7 +39,7 @@ def delete_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     """Unlink the blob from this repository; its bytes stay while any repository uses them (gc frees them)."""
     if not settings.CROW_DELETE_ENABLED:
         raise RegistryError(errors.UNSUPPORTED, "deletes are disabled on this registry")
-    if not blobs.unlink(name, digest):
+    if not deletions.delete_blob(name, digest):
         raise errors.blob_unknown(digest)
     return responses.empty(202)
 
