@@ -60,6 +60,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
+from crow import recording
 from crow.fastcache import Answer, Cache, Headers
 from crow.notices import SYNC_TIMEOUT, Listener
 from registry import errors, mediatypes, responses
@@ -206,6 +207,7 @@ async def serve(scope, receive, send) -> bool:
             if kind == "m":
                 return False  # Django tells a missing repository, tag or manifest apart
             # A blob HEAD before an upload misses by design: answer it here, not with a second query.
+            recording.answered(scope, kind, head, name, reference)
             await _send_response(send, finished(responses.error(errors.blob_unknown(reference), head=head)))
             return True
         if listener.up:
@@ -216,6 +218,7 @@ async def serve(scope, receive, send) -> bool:
         return False
     if pathsend and not (answer.path and os.path.exists(answer.path)):
         return False
+    recording.answered(scope, kind, head, name, reference)
     await send({"type": "http.response.start", "status": 200, "headers": answer.headers})
     if pathsend:
         await send({"type": "http.response.pathsend", "path": answer.path})
