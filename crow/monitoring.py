@@ -30,7 +30,7 @@ import re
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
@@ -63,7 +63,7 @@ async def serve(scope: dict, receive, send) -> None:
             await _answer(send, *refusal, head=head)
         else:
             body = await asyncio.to_thread(exposition)
-            await _answer(send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())], head)
+            await _answer(send, 200, body, [(b"content-type", CONTENT_TYPE_PLAIN_0_0_4.encode())], head)
 
 
 async def _answer(send, status: int, body: bytes, headers: list, head: bool = False) -> None:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
 
+from registry import metrics
 from registry.auth import identity, ratelimit, robots
 from registry.auth.identity import Identity
 
@@ -66,6 +67,7 @@ def login(request: HttpRequest, username: str, password: str) -> Identity:
     found = _check_password(request, username, password) if _possible(username, password) else None
     if found is None:
         ratelimit.failed(address, username)
+        metrics.failed_logins.inc()
         log.warning("failed login for %r from %s", username, address)
         raise BadCredentials("wrong username or password")
     return found
