@@ -49,12 +49,14 @@ class FilesystemStore(BlobStore):
         return f"blobs/{algorithm}/{hex_[:2]}/{hex_}/{upload_id}"
 
     def probe(self) -> None:
-        """The root is a directory this process can list and write in (the permission bits, not a write)."""
+        """The root is a directory this process can list and write in (the permission bits, not a write);
+        a fresh one is made, as the first upload would."""
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             with os.scandir(self.root) as entries:
                 next(entries, None)
         except OSError as exc:
-            raise storage_error("cannot list the blob root", exc, self.root) from exc
+            raise storage_error(f"cannot list the blob root {self.root}", exc, self.root) from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StorageError(f"cannot write in the blob root {self.root}")
 
