@@ -106,13 +106,14 @@ async def record(app, scope: dict, receive, send) -> None:
         finish(request, time.perf_counter() - started)
 
 
-def answered(scope: dict, kind: str, head: bool, name: str, reference: str) -> None:
+def answered(scope: dict, kind: str, head: bool, name: str, reference: str, user: str) -> None:
     """The fast path answered: name its request (``kind`` "m" for a manifest, "b" for a blob)."""
     request = scope.get("crow.record")
     if request is not None:
         request.operation = _FAST[kind, head]
         request.repository = name
         request.reference = reference
+        request.user = user
 
 
 def for_django(scope: dict) -> dict:

@@ -50,6 +50,7 @@ import atexit
 import contextlib
 import gc
 import importlib
+import logging
 import multiprocessing
 import os
 import resource
@@ -230,18 +231,28 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def announce(message: str, config: Settings) -> None:
+    """A line on stderr before the workers start, in the configured format."""
+    if config.log_format == "json":
+        from crow.logformat import JsonFormatter
+
+        record = logging.LogRecord("crow.serve", logging.INFO, __file__, 0, message, None, None)
+        message = JsonFormatter().format(record)
+    print(message, file=sys.stderr, flush=True)
+
+
 def main() -> None:
     config = settings()
     refuse_taken(config)
     raise_open_files_limit()
     prepare_metrics_directory()  # before the application (and prometheus-client) is imported
+    if config.log_format == "json":
+        logging.captureWarnings(True)  # a warning is a log line too, not plain text among JSON ones
     # Workers share the parent's pages only if granian forks them (its "spawn" would import anew).
     if config.preload and multiprocessing.get_start_method() == "fork":
         preload()
-    print(
-        f"CRoW listening at {config.address}: {config.workers} workers of {config.threads} threads",
-        file=sys.stderr,
-        flush=True,
+    announce(
+        f"CRoW listening at {config.address}: {config.workers} workers of {config.threads} threads", config
     )
     server(config).serve()
 
