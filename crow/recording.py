@@ -39,6 +39,8 @@ from registry.requestlog import Record
 
 log = logging.getLogger("crow.access")
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _prefix = os.urandom(4).hex()  # new in each worker (forked from a parent that imported this)
 _counter = itertools.count(1)
@@ -191,7 +193,7 @@ def _start(scope: dict) -> Record:
         request_id,
         method if method in _METHODS else "other",
         path,
-        client_address(peer, forwarded) if forwarded is not None else peer,
+        client_address(peer, forwarded, _trusted()) if forwarded is not None else peer,
         _route(path),
     )
 
@@ -204,29 +206,33 @@ def _route(path: str) -> str:
 
 
 @cache
-def _trusted() -> tuple:
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in settings.CROW_TRUSTED_PROXIES)
+def _trusted() -> tuple[Network, ...]:
+    return trusted_networks(settings.CROW_TRUSTED_PROXIES)
 
 
-def _is_trusted(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in _trusted())
+def trusted_networks(cidrs: list[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
-def client_address(peer: str, forwarded: bytes | None) -> str:
-    """The client's address: ``peer`` (the connection's), or behind trusted proxies the last
+def client_address(peer: str, forwarded: bytes | None, trusted: tuple[Network, ...]) -> str:
+    """The client's address: ``peer`` (the connection's), or behind ``trusted`` proxies the last
     ``X-Forwarded-For`` entry that is not one of them (entries left of it are the client's to forge)."""
-    if not forwarded or not _trusted() or not _is_trusted(peer):
+    if not forwarded or not trusted or not _among(peer, trusted):
         return peer
     address = peer
     for entry in reversed(forwarded.decode("latin-1").split(",")):
         address = entry.strip()
-        if not _is_trusted(address):
+        if not _among(address, trusted):
             break
     return address
+
+
+def _among(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 def _content_length(headers) -> int:

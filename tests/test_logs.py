@@ -17,6 +17,7 @@ import pytest
 import requests
 from django.test import Client
 
+from crow.recording import client_address, trusted_networks
 from registry.models import Manifest
 from tests import oci
 from tests.server import Server
@@ -122,3 +123,25 @@ def test_a_failure_logs_its_traceback_under_the_request_id(registry_server: Serv
     errors = [e for e in entries if e["level"] == "ERROR"]
     assert errors and "Traceback" in errors[0]["error"], entries
     assert [e["status"] for e in entries if e["logger"] == "crow.access"] == [500]
+
+
+PROXIES = trusted_networks(["10.0.0.0/8", "127.0.0.1"])
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("203.0.113.5", None, "203.0.113.5"),
+        ("203.0.113.5", b"198.51.100.7", "203.0.113.5"),  # not from a trusted proxy: not believed
+        ("10.1.2.3", b"198.51.100.7", "198.51.100.7"),
+        ("10.1.2.3", b"192.0.2.1, 198.51.100.7", "198.51.100.7"),  # the left entry is the client's word
+        ("10.1.2.3", b"198.51.100.7, 10.9.9.9", "198.51.100.7"),  # through two trusted proxies
+        ("10.1.2.3", b"10.4.4.4, 10.9.9.9", "10.4.4.4"),  # all trusted: the farthest
+        ("10.1.2.3", b"not-an-address", "not-an-address"),
+        ("127.0.0.1", b"", "127.0.0.1"),
+    ],
+)
+def test_the_client_address_honours_trusted_proxies_only(
+    peer: str, forwarded: bytes | None, client: str
+) -> None:
+    assert client_address(peer, forwarded, PROXIES) == client
