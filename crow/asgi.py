@@ -49,9 +49,11 @@ async def _lifespan(receive, send) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await fastpath.startup()
+            recording.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await fastpath.shutdown()
+            recording.stop()
             monitoring.worker_stopped()
             await send({"type": "lifespan.shutdown.complete"})
             return

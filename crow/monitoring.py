@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from crow import recording
 from registry import readiness
 from registry.db import connections
 from registry.models import JobRun
@@ -62,6 +63,7 @@ async def serve(scope: dict, receive, send) -> None:
         if refusal is not None:
             await _answer(send, *refusal, head=head)
         else:
+            recording.tally.flush()  # this worker's latest; the others' are at most a second old
             body = await asyncio.to_thread(exposition)
             await _answer(send, 200, body, [(b"content-type", CONTENT_TYPE_PLAIN_0_0_4.encode())], head)
 

@@ -19,11 +19,13 @@ access-log line (logger ``crow.access``, one line per request; JSON with
 - ``/healthz`` and ``/readyz`` are left out of the access log unless
   ``CROW_ACCESS_LOG_PROBES`` (probes every few seconds drown the log).
 
-What a request costs here: two clock reads, a few dictionary lookups, and the
-increments of prebound metric children (about 2 µs each in multiprocess mode);
-``bench/README.md`` has the numbers with and without.
+What a request costs here: two clock reads, the wrapped ``receive`` and
+``send``, and a few dictionary increments (``metrics.RequestTally``, written to
+the multiprocess files once a second and before a scrape); ``bench/README.md``
+has the numbers with and without.
 """
 
+import asyncio
 import ipaddress
 import itertools
 import logging
@@ -103,7 +105,8 @@ async def record(app, scope: dict, receive, send) -> None:
     try:
         await app(scope, counted_receive, counted_send)
     finally:
-        requestlog.live.pop(request.request_id, None)
+        if scope.get("crow.django"):
+            requestlog.live.pop(request.request_id, None)
         requestlog.request_id.reset(token)
         finish(request, time.perf_counter() - started)
 
@@ -124,24 +127,62 @@ def for_django(scope: dict) -> dict:
     if request is None:
         return scope
     requestlog.live[request.request_id] = request
+    scope["crow.django"] = True  # record() takes it off the list
     value = request.request_id.encode("ascii")
     headers = [(name, v) for name, v in scope["headers"] if name != b"x-request-id"]
     headers.append((b"x-request-id", value))
     return {**scope, "headers": headers}
 
 
+_access_log = _access_log_probes = False
+
+
+def configure() -> None:
+    """Read the access log's settings once (not through Django's settings object per request)."""
+    global _access_log, _access_log_probes
+    _access_log, _access_log_probes = settings.CROW_ACCESS_LOG, settings.CROW_ACCESS_LOG_PROBES
+
+
+configure()
+tally = metrics.RequestTally()  # this worker's request metrics, written out every FLUSH_INTERVAL
+FLUSH_INTERVAL = 1.0  # seconds
+_flushing: asyncio.TimerHandle | None = None
+
+
 def finish(request: Record, duration: float) -> None:
-    operation = request.operation
-    metrics.bound_request(operation, request.method, request.status).inc()
-    metrics.bound_duration(operation).observe(duration)
-    if request.received:
-        metrics.bound_received(operation).inc(request.received)
-    if request.sent:
-        metrics.bound_served("app").inc(request.sent)
-    if request.sent_by_path:
-        metrics.bound_served("pathsend").inc(request.sent_by_path)
-    if settings.CROW_ACCESS_LOG and (settings.CROW_ACCESS_LOG_PROBES or request.path not in PROBES):
+    tally.add(
+        request.operation,
+        request.method,
+        request.status,
+        duration,
+        request.received,
+        request.sent,
+        request.sent_by_path,
+    )
+    if _access_log and (_access_log_probes or request.path not in PROBES):
         _log(request, duration)
+
+
+def start() -> None:
+    """Lifespan start: write the tally out every second, on this loop."""
+    global _flushing
+    loop = asyncio.get_running_loop()
+
+    def flush_and_again() -> None:
+        global _flushing
+        tally.flush()
+        _flushing = loop.call_later(FLUSH_INTERVAL, flush_and_again)
+
+    _flushing = loop.call_later(FLUSH_INTERVAL, flush_and_again)
+
+
+def stop() -> None:
+    """Lifespan end: write out what is left."""
+    global _flushing
+    if _flushing is not None:
+        _flushing.cancel()
+        _flushing = None
+    tally.flush()
 
 
 def _log(request: Record, duration: float) -> None:
