@@ -104,6 +104,12 @@ async def record(app, scope: dict, receive, send) -> None:
 
     try:
         await app(scope, counted_receive, counted_send)
+    except asyncio.CancelledError:  # the client went away before its answer
+        request.status = request.status or 499
+        raise
+    except BaseException:  # granian answers 500
+        request.status = request.status or 500
+        raise
     finally:
         if scope.get("crow.django"):
             requestlog.live.pop(request.request_id, None)
