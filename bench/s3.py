@@ -5,7 +5,7 @@
 moto's S3 server runs as a subprocess; werkzeug logs one line per request it
 serves (method, path and query, status), which is how storage requests are
 counted. CRoW runs as in production (``bench.servers.crow``) on S3, on its own
-database (``crow_bench_s3``), with granian's access log (method, path, status;
+database (``crow_bench_s3``), with its access log (method, path, status;
 no byte counts: a blob GET answered 200 or 206 is one whose bytes went through
 CRoW). Each image of ``bench.layouts`` is pushed with skopeo to a new
 repository, then pulled; the log lines each wrote during the copy are its counts.
@@ -43,8 +43,8 @@ SETTLE_SECONDS = 0.3  # a log unchanged for this long has every line of the copy
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours its lines even into a file
 MOTO_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[\d.]+"')
-# granian's access log line: [time] address - "METHOD path protocol" status milliseconds
-CROW_LINE = re.compile(r'^\[[^]]*\] \S+ - "(?P<method>[A-Z]+) (?P<path>/\S*) [^"]*" (?P<status>\d{3}) ')
+# CRoW's access log line (crow.recording, plain): ... crow.access client "METHOD path" status in out seconds
+CROW_LINE = re.compile(r'crow\.access \S+ "(?P<method>[A-Z]+) (?P<path>/\S*)" (?P<status>\d{3}) ')
 BLOB_PATH = re.compile(r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$")
 UPLOAD_PATH = re.compile(r"^/v2/.+/blobs/uploads/")
 PART, PART_COPY = "UploadPart", "UploadPartCopy"
@@ -156,7 +156,7 @@ def storage_requests(lines: list[str]) -> list[StorageRequest]:
 def app_requests(lines: list[str]) -> list[AppRequest]:
     found = []
     for line in lines:
-        match = CROW_LINE.match(line)
+        match = CROW_LINE.search(line)
         if match:
             found.append(AppRequest(match["method"], match["path"], int(match["status"])))
     return found

@@ -1,6 +1,8 @@
 """ASGI entry point: ``python -m crow.serve`` serves ``crow.asgi:application`` with granian.
 
-Each request goes first to ``crow.fastpath`` (hot reads, answered on the event
+Each request is measured and logged once, here (``crow.recording``);
+``/healthz``, ``/readyz`` and ``/metrics`` are answered by ``crow.monitoring``;
+any other goes first to ``crow.fastpath`` (hot reads, answered on the event
 loop), then to Django's WSGI application (``crow.wsgi``) in a thread, through
 CRoW's own bridge (``crow.bridge``): ``CROW_THREADS`` threads per worker, and a
 body that sends nothing for ``CROW_BODY_TIMEOUT`` seconds ends its read.
@@ -15,7 +17,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Django up)
 
 # isort: split
-from crow import fastpath, serve  # noqa: E402  (fastpath imports the registry: after Django is set up)
+from crow import fastpath, monitoring, recording, serve  # noqa: E402  (they import the registry: after setup)
 from crow.bridge import Bridge  # noqa: E402
 
 django = Bridge(
@@ -28,11 +30,18 @@ django = Bridge(
 
 async def application(scope, receive, send) -> None:
     if scope["type"] == "http":
-        if not await fastpath.serve(scope, receive, send):
-            # A write's answer waits until this process's cache has seen what it changed.
-            await django(scope, receive, fastpath.settled(send) if fastpath.changes(scope) else send)
+        await recording.record(_serve, scope, receive, send)
     elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
+
+
+async def _serve(scope, receive, send) -> None:
+    if scope["path"] in monitoring.PATHS:
+        await monitoring.serve(scope, receive, send)
+    elif not await fastpath.serve(scope, receive, send):
+        # A write's answer waits until this process's cache has seen what it changed.
+        send = fastpath.settled(send) if fastpath.changes(scope) else send
+        await django(recording.for_django(scope), receive, send)
 
 
 async def _lifespan(receive, send) -> None:
@@ -40,8 +49,11 @@ async def _lifespan(receive, send) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await fastpath.startup()
+            recording.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await fastpath.shutdown()
+            recording.stop()
+            monitoring.worker_stopped()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -60,6 +60,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
+from crow import recording
 from crow.fastcache import Answer, Cache, Headers
 from crow.notices import SYNC_TIMEOUT, Listener
 from registry import errors, mediatypes, responses
@@ -180,7 +181,10 @@ async def serve(scope, receive, send) -> bool:
             header != b"range" or (kind == "b" and not head)
         ):
             return False
-    if not _host_allowed(headers.get(b"host")) or not _may_pull(headers.get(b"authorization"), name):
+    if not _host_allowed(headers.get(b"host")):
+        return False
+    user = _may_pull(headers.get(b"authorization"), name)
+    if user is None:
         return False
     pathsend = kind == "b" and not head
     if pathsend and "http.response.pathsend" not in scope.get("extensions", {}):
@@ -206,6 +210,7 @@ async def serve(scope, receive, send) -> bool:
             if kind == "m":
                 return False  # Django tells a missing repository, tag or manifest apart
             # A blob HEAD before an upload misses by design: answer it here, not with a second query.
+            recording.answered(scope, kind, head, name, reference, user)
             await _send_response(send, finished(responses.error(errors.blob_unknown(reference), head=head)))
             return True
         if listener.up:
@@ -216,6 +221,7 @@ async def serve(scope, receive, send) -> bool:
         return False
     if pathsend and not (answer.path and os.path.exists(answer.path)):
         return False
+    recording.answered(scope, kind, head, name, reference, user)
     await send({"type": "http.response.start", "status": 200, "headers": answer.headers})
     if pathsend:
         await send({"type": "http.response.pathsend", "path": answer.path})
@@ -247,24 +253,25 @@ def _host_allowed(host: bytes | None) -> bool:
     return allowed
 
 
-def _may_pull(authorization: bytes | None, name: str) -> bool:
-    """Whether ``registry.auth.access.authorize`` lets this request pull ``name`` without the database."""
+def _may_pull(authorization: bytes | None, name: str) -> str | None:
+    """Who, if ``registry.auth.access.authorize`` lets this request pull ``name`` without the database
+    (the token's subject; None if it does not)."""
     if settings.CROW_AUTH_DISABLED:
-        return True
+        return "anonymous"  # registry.auth.identity.everyone()
     if authorization is None:
-        return False
+        return None
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer":
-        return False
+        return None
     # Here, not at the top: an open registry never loads the token code (jwt, cryptography; ~10 MiB a
     # process). With authentication on, registry.auth's AppConfig imported it at start-up already.
     from registry.auth import tokens
 
     try:
-        _, access = tokens.verify(token.strip())
+        subject, access = tokens.verify(token.strip())
     except Exception:  # refused (Django says why, and logs it) or unverifiable here
-        return False
-    return PULL in access.get(name, ())
+        return None
+    return subject if PULL in access.get(name, ()) else None
 
 
 def _headers(response) -> Headers:

@@ -6,10 +6,10 @@ reads there and runs Django in a few threads per worker (``crow.bridge``).
 
 Settings (``.env.example`` documents each): ``CROW_BIND`` (or ``PORT`` on
 127.0.0.1), ``CROW_WORKERS``, ``CROW_THREADS``, ``CROW_HEADER_TIMEOUT``,
-``CROW_BODY_THREADS``, ``CROW_BODY_TIMEOUT``, ``CROW_ACCESS_LOG``, ``CROW_LOG_LEVEL``,
+``CROW_BODY_THREADS``, ``CROW_BODY_TIMEOUT``, ``CROW_LOG_FORMAT``, ``CROW_LOG_LEVEL``,
 ``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``, ``CROW_CONNECTION_BUFFER``,
-``CROW_WEBHOOK_WORKER`` (the webhook delivery worker, a supervised child: ``crow.webhooks``).
-Fixed here:
+``PROMETHEUS_MULTIPROC_DIR``, ``CROW_WEBHOOK_WORKER`` (the webhook delivery worker, a supervised
+child: ``crow.webhooks``). Fixed here:
 
 - HTTP/1 only (``--http 1``): with ``auto``, granian never times out a fresh
   connection that sends nothing; on HTTP/1 the header timeout closes a fresh
@@ -31,6 +31,14 @@ Fixed here:
   every worker. The flip side: a second server with the flag would share the
   port and half of the first one's connections, so a taken address is refused
   here first, as a plain bind refuses it.
+- Logs: granian's access log is off; ``crow.recording`` writes one line per
+  request, fast path included (``CROW_ACCESS_LOG``). With ``CROW_LOG_FORMAT=json``
+  granian's own lines are JSON too.
+- Metrics: every worker writes its values into files in one directory
+  (prometheus-client's multiprocess mode), which any worker's ``/metrics``
+  reads: ``PROMETHEUS_MULTIPROC_DIR`` if set (its old files are removed at
+  start: counters restart with the server), else a private temporary
+  directory removed at exit. It is set before anything imports the client.
 - SIGTERM: each worker stops accepting, lets its in-flight requests finish,
   and is killed after ``CROW_GRACEFUL_TIMEOUT`` seconds if it has not.
 
@@ -40,13 +48,18 @@ reset, unless the host sets ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+),
 which moves them to another worker's socket.
 """
 
+import atexit
 import contextlib
 import gc
 import importlib
+import logging
 import multiprocessing
+import os
 import resource
+import shutil
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +87,7 @@ class Settings:
     header_timeout: int  # seconds
     body_timeout: int  # seconds
     graceful_timeout: int  # seconds
-    access_log: bool
+    log_format: str
     log_level: str
     preload: bool
     max_connections: int  # per worker
@@ -119,7 +132,7 @@ def settings() -> Settings:
         header_timeout=header_timeout,
         body_timeout=body_timeout(),
         graceful_timeout=max(1, env.duration("CROW_GRACEFUL_TIMEOUT", "30s")),
-        access_log=env.boolean("CROW_ACCESS_LOG", default=True),
+        log_format=env.choice("CROW_LOG_FORMAT", "plain", ("plain", "json")),
         log_level=env.choice("CROW_LOG_LEVEL", "info", ("critical", "error", "warning", "info", "debug")),
         preload=env.boolean("CROW_PRELOAD", default=True),
         max_connections=env.integer("CROW_MAX_CONNECTIONS", 10_000, minimum=1),
@@ -188,11 +201,35 @@ def server(config: Settings):
         ),
         log_enabled=True,
         log_level=LogLevels(config.log_level),
-        log_access=config.access_log,
+        log_dictconfig=GRANIAN_JSON_LOGS if config.log_format == "json" else None,
+        log_access=False,  # crow.recording's access log instead, fast path included
         respawn_failed_workers=True,
         workers_kill_timeout=config.graceful_timeout,
         working_dir=Path(__file__).resolve().parent.parent,
     )
+
+
+# granian's own lines (workers spawned, stopping) as JSON, on stderr like the application's.
+GRANIAN_JSON_LOGS = {
+    "formatters": {"generic": {"()": "crow.logformat.JsonFormatter"}},
+    "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler"}},
+    "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+}
+
+
+def prepare_metrics_directory() -> Path:
+    """The directory of the workers' metric files, empty; exported as ``PROMETHEUS_MULTIPROC_DIR``."""
+    given = env.string("PROMETHEUS_MULTIPROC_DIR", "")
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="crow-metrics-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
 
 
 def raise_open_files_limit() -> None:
@@ -203,17 +240,28 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def announce(message: str, config: Settings) -> None:
+    """A line on stderr before the workers start, in the configured format."""
+    if config.log_format == "json":
+        from crow.logformat import JsonFormatter
+
+        record = logging.LogRecord("crow.serve", logging.INFO, __file__, 0, message, None, None)
+        message = JsonFormatter().format(record)
+    print(message, file=sys.stderr, flush=True)
+
+
 def main() -> None:
     config = settings()
     refuse_taken(config)
     raise_open_files_limit()
+    prepare_metrics_directory()  # before the application (and prometheus-client) is imported
+    if config.log_format == "json":
+        logging.captureWarnings(True)  # a warning is a log line too, not plain text among JSON ones
     # Workers share the parent's pages only if granian forks them (its "spawn" would import anew).
     if config.preload and multiprocessing.get_start_method() == "fork":
         preload()
-    print(
-        f"CRoW listening at {config.address}: {config.workers} workers of {config.threads} threads",
-        file=sys.stderr,
-        flush=True,
+    announce(
+        f"CRoW listening at {config.address}: {config.workers} workers of {config.threads} threads", config
     )
     supervisor = webhooks.Supervisor().start() if webhooks.enabled() else None
     try:

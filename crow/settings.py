@@ -289,16 +289,39 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
 }
 
+# --- Logs, metrics, health (crow.recording, crow.logformat, crow.monitoring) ----------------------
+# plain: lines for a terminal; json: one JSON object per line (time, level, request id, access fields).
+CROW_LOG_FORMAT = env.choice("CROW_LOG_FORMAT", "plain", ("plain", "json"))
+# One access-log line per request (logger crow.access); /healthz and /readyz only with the second.
+CROW_ACCESS_LOG = env.boolean("CROW_ACCESS_LOG", default=True)
+CROW_ACCESS_LOG_PROBES = env.boolean("CROW_ACCESS_LOG_PROBES", default=False)
+# /metrics for clients other than loopback: with this bearer token; unset, they get 404.
+CROW_METRICS_TOKEN = env.secret("CROW_METRICS_TOKEN")
+# Proxies (CIDRs) whose X-Forwarded-For names the client, for the access log and /metrics' loopback rule.
+CROW_TRUSTED_PROXIES = env.networks("CROW_TRUSTED_PROXIES", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "crow.logformat.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"()": "crow.logformat.PlainFormatter"},
+        "json": {"()": "crow.logformat.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": CROW_LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.string("CROW_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # A 4xx is an answer in this protocol, not a warning: clients HEAD a blob to learn that it is
         # missing before every upload. Server errors (5xx) are still logged, with their traceback.
         "django.request": {"level": "ERROR"},
+        # Its own switch (CROW_ACCESS_LOG), whatever the root level.
+        "crow.access": {"level": "INFO"},
     },
 }

@@ -17,6 +17,8 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import get_resolver
 
+from registry import requestlog
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
 REGISTRY_PREFIX = "/v2/"
@@ -62,7 +64,19 @@ class Dispatch:
 
     def __call__(self, environ, start_response):
         registry = environ.get("PATH_INFO", "").startswith(REGISTRY_PREFIX)
-        return (self.registry if registry else self.site)(environ, start_response)
+        handler = self.registry if registry else self.site
+        # The request's access-log record (crow.recording lists it by the id in X-Request-ID), and
+        # its id on every line logged meanwhile, tracebacks included.
+        request_id = environ.get("HTTP_X_REQUEST_ID")
+        record = requestlog.live.get(request_id) if request_id else None
+        if record is None:
+            return handler(environ, start_response)
+        environ[requestlog.RECORD] = record
+        token = requestlog.request_id.set(request_id)
+        try:
+            return handler(environ, start_response)
+        finally:
+            requestlog.request_id.reset(token)
 
 
 site = get_wsgi_application()  # sets Django up first

@@ -7,18 +7,21 @@ operation by method (405 ``UNSUPPORTED`` otherwise), asks
 outages into a retryable 503 (a full store into 507, no retry), gives the
 database connection back to its pool before the response is sent
 (``registry.db.connections``), and sets the API version and ``nosniff``
-headers on every answer.
+headers on every answer. It names the request in its access-log record
+(``registry.requestlog``: operation, repository, reference, user) and counts
+upload requests in ``crow_uploads_in_progress`` while they run.
 """
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from django.db import DataError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from registry import errors, references, responses
+from registry import errors, metrics, references, requestlog, responses
 from registry.auth.access import authorize
 from registry.auth.credentials import client_address
 from registry.auth.models import DELETE, PULL, PUSH
@@ -43,6 +46,7 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
         operation = operations.get(request.method or "")
+        record = _named(request, kwargs)
         try:
             _check_name(request, kwargs.get("name"))
             if operation is None:
@@ -52,7 +56,13 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
                     headers={"Allow": allowed},
                 )
             caller = authorize(request, kwargs.get("name"), _action(request.method or "", kwargs))
-            with audit.acting(audit.Actor(caller.subject or audit.ANONYMOUS, client_address(request))):
+            if record is not None:
+                record.user = caller.subject
+            uploading = record is not None and record.operation in requestlog.UPLOADS
+            with (
+                audit.acting(audit.Actor(caller.subject or audit.ANONYMOUS, client_address(request))),
+                metrics.uploads_in_progress.track_inprogress() if uploading else nullcontext(),
+            ):
                 response = operation(request, **kwargs)
         except RegistryError as error:
             response = responses.error(error, head=request.method == "HEAD")
@@ -98,6 +108,15 @@ def finished(response: HttpResponseBase) -> HttpResponseBase:
     if not response.streaming and not response.has_header("Content-Length"):
         response["Content-Length"] = str(len(response.content))  # type: ignore[attr-defined]
     return response
+
+
+def _named(request: HttpRequest, kwargs: dict[str, str]) -> requestlog.Record | None:
+    """This request's access-log record, named after its route (None outside ``crow.asgi``)."""
+    record = request.META.get(requestlog.RECORD)
+    if record is not None and request.resolver_match is not None:
+        reference = kwargs.get("reference") or kwargs.get("digest") or kwargs.get("upload_id") or ""
+        record.named(request.resolver_match.url_name, request.method, kwargs.get("name", ""), reference)
+    return record
 
 
 def _unavailable(request: HttpRequest, message: str) -> HttpResponse:

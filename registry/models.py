@@ -14,7 +14,7 @@ import re
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -271,6 +271,42 @@ class RetentionRule(models.Model):
             raise ValidationError(
                 "give keep latest, max age days or untagged after days: the rule does nothing"
             )
+
+
+class JobRunManager(models.Manager["JobRun"]):
+    def finished(self, job: str, started, *, succeeded: bool, freed_bytes: int = 0) -> None:
+        """Count one run of ``job`` (``gc``, ``backup``) that began at ``started``, for ``/metrics``."""
+        now = timezone.now()
+        with transaction.atomic():
+            self.get_or_create(job=job)
+            run = self.select_for_update().get(job=job)
+            run.runs += 1
+            run.last_started = started
+            run.last_finished = now
+            run.last_freed_bytes = freed_bytes
+            if succeeded:
+                run.last_success = now
+            else:
+                run.failures += 1
+            run.save()
+
+
+class JobRun(models.Model):
+    """The latest run of each maintenance job, which runs in its own process (``manage.py gc``,
+    ``backup``): what the server's ``/metrics`` reports of them (``crow_job_*``). One row per job."""
+
+    job = models.CharField(max_length=32, unique=True)
+    runs = models.PositiveBigIntegerField(default=0)
+    failures = models.PositiveBigIntegerField(default=0)
+    last_started = models.DateTimeField(null=True)
+    last_finished = models.DateTimeField(null=True)
+    last_success = models.DateTimeField(null=True)
+    last_freed_bytes = models.PositiveBigIntegerField(default=0)
+
+    objects = JobRunManager()
+
+    def __str__(self) -> str:
+        return self.job
 
 
 # The audit log and webhooks live in a module of their own, in this app's tables.

@@ -36,13 +36,18 @@ def granian(tmp_path: Path, label: str, workers: int = 1, **settings: str) -> It
 def request(
     port: int, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
 ) -> tuple[int, list[tuple[str, str]], bytes]:
-    """What a client sees: the status, the headers (but Date) sorted, and the body."""
+    """What a client sees: the status, the headers (but Date) sorted, and the body. A request id is
+    new with each request: only its presence is kept (``X-Request-ID: <id>``)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
         content = response.read()
-        seen = sorted((k.lower(), v) for k, v in response.getheaders() if k.lower() != "date")
+        seen = sorted(
+            (k.lower(), "<id>" if k.lower() == "x-request-id" else v)
+            for k, v in response.getheaders()
+            if k.lower() != "date"
+        )
         return response.status, seen, content
     finally:
         conn.close()

@@ -33,9 +33,15 @@ def test_a_set_variable_wins(monkeypatch: pytest.MonkeyPatch) -> None:
         (lambda: env.integer("CROW_TEST_VALUE", 1), "three"),
         (lambda: env.duration("CROW_TEST_VALUE", "1s"), "soon"),
         (lambda: env.choice("CROW_TEST_VALUE", "s3", ("filesystem", "s3")), "ftp"),
+        (lambda: env.networks("CROW_TEST_VALUE", ""), "10.0.0.0/8,proxy.example"),
     ],
 )
 def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, read, value: str) -> None:
     monkeypatch.setenv("CROW_TEST_VALUE", value)
     with pytest.raises(ImproperlyConfigured, match="CROW_TEST_VALUE"):
         read()
+
+
+def test_networks_are_addresses_or_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CROW_TEST_VALUE", "10.0.0.0/8, ::1,192.0.2.7")
+    assert env.networks("CROW_TEST_VALUE", "") == ["10.0.0.0/8", "::1", "192.0.2.7"]

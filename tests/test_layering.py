@@ -41,6 +41,8 @@ class Layer:
 LAYERS = (
     # Settings from the environment: read by everything, reading nothing of ours.
     Layer("configuration", ("crow.env", "crow.settings"), forbids=HTTP),
+    # What every layer reports into: the metrics' definitions, a request's access-log record.
+    Layer("instruments", ("registry.metrics", "registry.requestlog"), forbids=HTTP),
     # Grammar and data: what parses and validates without I/O; errors are data here too.
     Layer(
         "grammar",
@@ -72,6 +74,7 @@ LAYERS = (
             "registry.hashing",
             "registry.sparse",
             "registry.locks",
+            "registry.readiness",
             "registry.progress",
             "registry.gc",
             "registry.gc.*",
@@ -155,6 +158,9 @@ LAYERS = (
             "crow.earlyanswers",
             "crow.deadlines",
             "crow.pooled",
+            "crow.recording",
+            "crow.monitoring",
+            "crow.logformat",
         ),
     ),
 )

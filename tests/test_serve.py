@@ -25,7 +25,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     defaults = serve.settings()
     assert (defaults.host, defaults.port, defaults.workers) == ("127.0.0.1", 5000, 2)
     assert (defaults.header_timeout, defaults.body_timeout, defaults.graceful_timeout) == (30, 30, 30)
-    assert defaults.access_log and defaults.preload
+    assert defaults.log_format == "plain" and defaults.preload
     assert defaults.max_connections == 10_000
     assert (defaults.threads, defaults.body_threads) == (8, 1000)
     monkeypatch.setenv("PORT", "8080")
@@ -36,14 +36,14 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CROW_HEADER_TIMEOUT", "1m")
     monkeypatch.setenv("CROW_BODY_TIMEOUT", "2m")
     monkeypatch.setenv("CROW_GRACEFUL_TIMEOUT", "5s")
-    monkeypatch.setenv("CROW_ACCESS_LOG", "0")
+    monkeypatch.setenv("CROW_LOG_FORMAT", "json")
     monkeypatch.setenv("CROW_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("CROW_MAX_CONNECTIONS", "500")
     config = serve.settings()
     assert config.max_connections == 500
     assert (config.host, config.port, config.workers, config.threads) == ("0.0.0.0", 5001, 3, 6)
     assert (config.header_timeout, config.body_timeout, config.graceful_timeout) == (60, 120, 5)
-    assert not config.access_log
+    assert config.log_format == "json"
     assert config.log_level == "warning"
     monkeypatch.setenv("CROW_BIND", "unix:/run/crow.sock")
     assert serve.settings().uds == Path("/run/crow.sock")

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
 
+from registry import metrics
 from registry.auth import identity, ratelimit, robots
 from registry.auth.identity import Identity
 from registry.events import audit
@@ -70,6 +71,7 @@ def login(request: HttpRequest, username: str, password: str) -> Identity:
     if found is None:
         ratelimit.failed(address, username)
         audit.record(LOGIN_FAILED, actor=audit.Actor(_printable(username), address))
+        metrics.failed_logins.inc()
         log.warning("failed login for %r from %s", username, address)
         raise BadCredentials("wrong username or password")
     return found

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 from django.conf import settings
 
+from registry import metrics
 from registry.auth.keys import signing_key
 
 ALGORITHM = "ES256"
@@ -50,6 +51,7 @@ def issue(subject: str, access: list[dict], now: datetime | None = None) -> Issu
         "access": access,
     }
     token = jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid})
+    metrics.tokens_issued.inc()
     return Issued(token, ttl, now)
 
 

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from registry import errors, responses
+from registry import errors, requestlog, responses
 from registry.auth import credentials, identity, scopes
 from registry.auth.credentials import BadCredentials
 from registry.auth.identity import Identity
@@ -43,6 +43,7 @@ def token(request: HttpRequest) -> HttpResponse:
             # A login is recorded here, where a client logs in once per session; Basic credentials
             # sent with each /v2/ request would make every pull a write (failures count everywhere).
             audit.record(LOGIN, actor=audit.Actor(caller.subject, credentials.client_address(request)))
+        _record_user(request, caller)
         issued = tokens.issue(caller.subject, scopes.grant(caller, scopes.parse(params.getlist("scope"))))
     except BadCredentials as exc:
         error = RegistryError(errors.UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": BASIC_CHALLENGE})
@@ -63,6 +64,13 @@ def token(request: HttpRequest) -> HttpResponse:
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _record_user(request: HttpRequest, caller: Identity) -> None:
+    """Who logged in, for the request's access-log line."""
+    record = request.META.get(requestlog.RECORD)
+    if record is not None:
+        record.user = caller.subject or "anonymous"
 
 
 def _check_service(service: str | None) -> None:

@@ -27,12 +27,12 @@ it (it was garbage); if one does, the backup fails and asks to be run again.
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from registry import locks, models
@@ -110,6 +110,20 @@ def backup(
     wait: timedelta = locks.DEFAULT_WAIT,
 ) -> BackupReport:
     """Back up to DEST; ``wait``: how long to wait at most for a gc that is deleting blobs."""
+    began = timezone.now()
+    try:
+        report = _backup(destination, prune=prune, progress=progress, wait=wait)
+    except BaseException:
+        with suppress(DatabaseError):  # the database may be why it failed
+            models.JobRun.objects.finished("backup", began, succeeded=False)
+        raise
+    models.JobRun.objects.finished("backup", began, succeeded=True)
+    return report
+
+
+def _backup(
+    destination: str | Layout, *, prune: bool, progress: Progress | None, wait: timedelta
+) -> BackupReport:
     started = time.monotonic()
     progress = progress or Progress()
     report = BackupReport()

@@ -57,7 +57,7 @@ from registry.events import retention as audit_retention
 from registry.events.models import DELETE_BLOB
 from registry.gc import retention, sweep, untagged
 from registry.gc.report import Report
-from registry.models import AbsentReference, Blob, ManifestBlob, Repository, RepositoryBlob
+from registry.models import AbsentReference, Blob, JobRun, ManifestBlob, Repository, RepositoryBlob
 from registry.progress import Progress
 
 BATCH = 500
@@ -103,6 +103,22 @@ def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
     """One garbage collection; raises ``GcBusy`` if another one runs (a dry run takes no lock)."""
     progress = progress or Progress()
     report = GcReport()
+    if options.dry_run:
+        return _collect(options, progress, report)
+    started = timezone.now()
+    try:
+        _collect(options, progress, report)
+    except GcBusy:
+        raise  # another gc is the run
+    except BaseException:
+        with contextlib.suppress(DatabaseError):  # the database may be why it failed
+            JobRun.objects.finished("gc", started, succeeded=False, freed_bytes=report.bytes)
+        raise
+    JobRun.objects.finished("gc", started, succeeded=not report.failed, freed_bytes=report.bytes)
+    return report
+
+
+def _collect(options: GcOptions, progress: Progress, report: GcReport) -> GcReport:
     with report.timed(), contextlib.nullcontext() if options.dry_run else exclusive():
         now = timezone.now()
         cutoff = now - options.grace_period

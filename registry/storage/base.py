@@ -14,9 +14,12 @@ upload in place, so a commit copies nothing).
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import wraps
 from typing import BinaryIO, NamedTuple
+
+from registry import metrics
 
 
 class StorageError(Exception):
@@ -71,9 +74,10 @@ class LocalFile:
 
 @dataclass(frozen=True)
 class Redirect:
-    """A download the client fetches itself, from a short-lived URL."""
+    """A download the client fetches itself, from a short-lived URL: ``length`` bytes it gets there."""
 
     url: str
+    length: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,71 @@ class StoredObject(NamedTuple):
     size: int
 
 
+# The interface's calls, counted by backend and operation (``crow_storage_operations``) in one place:
+# every backend's implementation of them is wrapped when its class is defined.
+MEASURED = frozenset(
+    {
+        "read_upload",
+        "start_upload",
+        "write",
+        "commit",
+        "rollback",
+        "abort",
+        "stored_size",
+        "exists",
+        "download",
+        "read",
+        "delete",
+        "iter_keys",
+        "probe",
+    }
+)
+
+
+def _measured(backend: str, operation: str, function: Callable) -> Callable:
+    """``function``, counting its calls and the ones that raised (while iterating, for a lazy one)."""
+
+    @wraps(function)
+    def call(*args, **kwargs):
+        calls, errors = metrics.bound_storage(backend, operation)
+        calls.inc()
+        try:
+            result = function(*args, **kwargs)
+        except BaseException:
+            errors.inc()
+            raise
+        if isinstance(result, Iterator):
+            return _counting_errors(result, errors)
+        if isinstance(result, Redirect):
+            # The client fetches these bytes from the store itself: what the registry did not send.
+            metrics.bound_served("redirect").inc(result.length)
+        return result
+
+    call.measured = True  # type: ignore[attr-defined]
+    return call
+
+
+def _counting_errors(items: Iterator, errors) -> Iterator:
+    try:
+        yield from items
+    except GeneratorExit:
+        raise
+    except BaseException:
+        errors.inc()
+        raise
+
+
 class BlobStore(ABC):
+    #: The ``backend`` label of this store's calls in ``crow_storage_operations``.
+    backend: str = "store"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for operation in MEASURED & cls.__dict__.keys():
+            function = cls.__dict__[operation]
+            if callable(function) and not getattr(function, "measured", False):
+                setattr(cls, operation, _measured(cls.backend, operation, function))
+
     #: The chunk size clients are asked to send at least (``OCI-Chunk-Min-Length``); 0 for none.
     preferred_chunk_size: int = 0
     #: Whether an upload's bytes can be read back cheaply (``read_upload``): then they are hashed once,
@@ -170,6 +238,10 @@ class BlobStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the blob at ``key``; a missing one is not an error."""
+
+    @abstractmethod
+    def probe(self) -> None:
+        """Raise ``StorageError`` unless the store answers (``/readyz``): one cheap call, no blob read."""
 
     def iter_keys(self) -> Iterator[StoredObject]:
         """Every blob object and upload leftover in the store, in no particular order, listed lazily."""

@@ -36,6 +36,8 @@ from registry.storage.upload_files import storage_error
 
 
 class FilesystemStore(BlobStore):
+    backend = "filesystem"
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
@@ -45,6 +47,18 @@ class FilesystemStore(BlobStore):
     def key_for(digest: str, upload_id: str) -> str:
         algorithm, hex_ = digest.split(":", 1)
         return f"blobs/{algorithm}/{hex_[:2]}/{hex_}/{upload_id}"
+
+    def probe(self) -> None:
+        """The root is a directory this process can list and write in (the permission bits, not a write);
+        a fresh one is made, as the first upload would."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with os.scandir(self.root) as entries:
+                next(entries, None)
+        except OSError as exc:
+            raise storage_error(f"cannot list the blob root {self.root}", exc, self.root) from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot write in the blob root {self.root}")
 
     def path(self, key: str) -> Path:
         return self.root / key

@@ -95,6 +95,8 @@ CONTENT_TYPE = "application/octet-stream"
 
 
 class S3Store(BlobStore):
+    backend = "s3"
+
     def __init__(
         self,
         *,
@@ -308,6 +310,10 @@ class S3Store(BlobStore):
     def exists(self, key: str) -> bool:
         return self._size_of(key) is not None
 
+    def probe(self) -> None:
+        with _storage_errors(f"reach bucket {self.bucket}"):
+            self.client.head_bucket(Bucket=self.bucket)
+
     def _size_of(self, key: str) -> int | None:
         """The size of the object at ``key``, None if there is none."""
         with _storage_errors(f"look up {key}", missing_ok=True):
@@ -316,7 +322,7 @@ class S3Store(BlobStore):
 
     def download(self, key: str, digest: str, start: int, length: int) -> Download:
         if self.redirect:
-            return Redirect(self.url(key))
+            return Redirect(self.url(key), length)
         if length == 0:
             return Stream(iter(()), 0)
         with _storage_errors(f"read blob {digest}"):
