@@ -15,16 +15,52 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Expression, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from registry import patterns
+
+
+def _total(rows: models.QuerySet, group: str, field: str) -> Subquery:
+    """A correlated subquery: the sum of ``field`` over ``rows`` (one group), or NULL."""
+    return Subquery(rows.order_by().values(group).annotate(total=Sum(field)).values("total")[:1])
+
+
+def _zero(expression: Expression) -> Coalesce:
+    return Coalesce(expression, Value(0), output_field=models.BigIntegerField())
+
+
+class RepositoryQuerySet(models.QuerySet["Repository"]):
+    def with_usage(self) -> "RepositoryQuerySet":
+        """Each repository's stored bytes (its unique blobs), tag count and last push, computed in SQL.
+
+        Correlated subqueries rather than joins and GROUP BY: a page of the
+        admin's list sorted by name computes them for its own rows only.
+        """
+        tags = Tag.objects.filter(repository=OuterRef("pk")).order_by()
+        return self.annotate(
+            stored_bytes=_zero(
+                _total(RepositoryBlob.objects.filter(repository=OuterRef("pk")), "repository", "blob__size")
+            ),
+            tag_count=_zero(Subquery(tags.values("repository").annotate(n=Count("pk")).values("n")[:1])),
+            # Index used: tag_repository_updated.
+            last_push=Subquery(tags.order_by("-updated").values("updated")[:1]),
+        )
+
+    def having_manifest(self, digest_prefix: str) -> "RepositoryQuerySet":
+        """The repositories holding a manifest whose digest starts with ``digest_prefix``."""
+        return self.filter(
+            pk__in=Manifest.objects.filter(digest__startswith=digest_prefix).values("repository_id")
+        )
 
 
 class Repository(models.Model):
     name = models.CharField(max_length=255, unique=True)
     created = models.DateTimeField(default=timezone.now)
     blobs = models.ManyToManyField("Blob", through="RepositoryBlob", related_name="repositories")
+
+    objects = RepositoryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "repositories"
@@ -58,7 +94,19 @@ class RepositoryBlob(models.Model):
         return f"{self.repository_id} -> {self.blob_id}"
 
 
+def image_size(manifest: OuterRef) -> Coalesce:
+    """The bytes an image pulls: its config and layers, or for an index the sum of its children's."""
+    own = _total(ManifestBlob.objects.filter(manifest_id=manifest), "manifest_id", "blob__size")
+    children = _total(
+        ManifestChild.objects.filter(parent_id=manifest), "parent_id", "child__manifestblob__blob__size"
+    )
+    return _zero(own) + _zero(children)
+
+
 class ManifestManager(models.Manager["Manifest"]):
+    def with_image_size(self) -> models.QuerySet["Manifest"]:
+        return self.annotate(image_size=image_size(OuterRef("pk")))
+
     def referrers(self, name: str, subject: str, artifact_type: str | None) -> models.QuerySet["Manifest"]:
         found = self.filter(repository__name=name, subject=subject).order_by("digest")
         if artifact_type:
@@ -159,6 +207,13 @@ class AbsentReference(models.Model):
 
 
 class TagManager(models.Manager["Tag"]):
+    def with_image_size(self) -> models.QuerySet["Tag"]:
+        return self.annotate(image_size=image_size(OuterRef("manifest_id")))
+
+    def latest(self, n: int) -> models.QuerySet["Tag"]:
+        """The ``n`` tags pushed last, anywhere. Index used: tag_updated."""
+        return self.select_related("repository", "manifest").order_by("-updated")[:n]
+
     def page(self, repository: Repository, n: int, last: str | None) -> list[str]:
         names = self.filter(repository=repository).order_by("name").values_list("name", flat=True)
         if last:
@@ -178,6 +233,12 @@ class Tag(models.Model):
         constraints = [
             # Also the index of the tags list (ordered by name) and of GET by tag.
             models.UniqueConstraint(fields=["repository", "name"], name="unique_repository_tag"),
+        ]
+        indexes = [
+            # A repository's last push, and its tags sorted by push time (the admin).
+            models.Index(fields=["repository", "updated"], name="tag_repository_updated"),
+            # The latest pushes anywhere (the admin's dashboard).
+            models.Index(fields=["updated"], name="tag_updated"),
         ]
 
     def __str__(self) -> str:
