@@ -42,7 +42,7 @@ def pretty(content: bytes | memoryview) -> str:
 
 def kind(media_type: str, artifact_type: str) -> str:
     """``image``, ``index`` or the artifact type (signatures, SBOMs, attestations, charts...)."""
-    if artifact_type:
+    if artifact_type and artifact_type not in IMAGE_CONFIGS:  # without artifactType, the config's type
         return artifact_type
     return "index" if media_type in mediatypes.INDEXES else "image"
 
