@@ -17,6 +17,7 @@ pytestmark = pytest.mark.django_db
 
 NAME = "team/app"
 HOST = "registry.example:5000"
+SIZE = '<span class="crow-size" title="{exact} bytes">{human}</span>'
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +67,7 @@ def test_it_shows_totals_largest_repositories_and_latest_pushes(admin_client, cl
         "repositories": "2",
         "tags": "4",
         "manifests": "5",
-        "unique stored bytes": f'<span class="crow-size" title="{stored:,} bytes">{stored / 1024:.1f} KiB</span>',
+        "unique stored bytes": SIZE.format(exact=f"{stored:,}", human=f"{stored / 1024:.1f} KiB"),
         "uploads in progress": "1",
     }
     largest = re.search(r"Largest repositories.*?</table>", home, re.S).group(0)
@@ -86,7 +87,8 @@ def test_it_lists_repositories_with_visibility_tags_size_and_last_push(
     listing = page(admin_client, "/admin/registry/repository/")
     rows = dict(
         re.findall(
-            r'<td class="field-repository"><a [^>]*>([a-z/]+)</a></td><td class="field-visibility">([^<]+)</td>',
+            r'<td class="field-repository"><a [^>]*>([a-z/]+)</a></td>'
+            r'<td class="field-visibility">([^<]+)</td>',
             listing,
             re.S,
         )

@@ -4,11 +4,10 @@ Blobs are global and content-addressed; they go through garbage collection
 only, never by hand.
 """
 
-from typing import Any
-
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -92,7 +91,8 @@ class BlobAdmin(admin.ModelAdmin):
         items = format_html_join(
             "", '<li><a href="{}">{}</a></li>', ((repository_url(pk), name) for pk, name in found)
         )
-        return format_html("<ul>{}</ul>{}", items, _more(more))
+        url = f"{reverse('admin:registry_repository_changelist')}?blobs__id__exact={blob.pk}"
+        return format_html("<ul>{}</ul>{}", items, sections.more(more, url))
 
     @admin.display(description="manifests")
     def manifest_list(self, blob: Blob) -> SafeString | str:
@@ -108,8 +108,5 @@ class BlobAdmin(admin.ModelAdmin):
             "<li>{} {}</li>",
             ((name, formatting.digest_html(digest, manifest_url(pk))) for pk, name, digest in found),
         )
-        return format_html("<ul>{}</ul>{}", items, _more(more))
-
-
-def _more(count: int) -> Any:
-    return format_html("<p>and {} more (the first {} are shown)</p>", count, sections.SHOWN) if count else ""
+        url = f"{reverse('admin:registry_manifest_changelist')}?blobs__id__exact={blob.pk}"
+        return format_html("<ul>{}</ul>{}", items, sections.more(more, url))

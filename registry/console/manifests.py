@@ -1,12 +1,13 @@
 """Manifests: the exact JSON, what the image is (config, layers, platforms), and what points at it.
 
 Each section of the page is one query whatever the number of layers, children,
-tags or referrers; the long lists stop at ``sections.SHOWN`` rows and say how many more
-there are. Manifests are immutable: nothing here edits one.
+tags or referrers; the long lists stop at ``sections.SHOWN`` rows and link to the whole
+list. Manifests are immutable: nothing here edits one.
 """
 
 from collections import defaultdict
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
@@ -24,6 +25,10 @@ from registry.models import AbsentReference, Blob, Manifest, RepositoryBlob, Tag
 
 def blob_url(blob_id: int) -> str:
     return reverse("admin:registry_blob_change", args=[blob_id])
+
+
+def _manifests_url(**lookups: object) -> str:
+    return f"{reverse('admin:registry_manifest_changelist')}?{urlencode(lookups)}"
 
 
 def tags_of_url(manifest: Manifest) -> str:
@@ -268,7 +273,7 @@ class ManifestAdmin(admin.ModelAdmin):
             "<li>{} {}</li>",
             ((tag, formatting.copyable(formatting.pull_reference(host, name, tag))) for tag in tags),
         )
-        extra = format_html(' <a href="{}">and {} more</a>', tags_of_url(manifest), more) if more else ""
+        extra = sections.more(more, tags_of_url(manifest))
         return format_html('<ul class="crow-tags">{}</ul>{}', items, extra)
 
     @admin.display(description="in indexes")
@@ -279,7 +284,9 @@ class ManifestAdmin(admin.ModelAdmin):
         items = format_html_join(
             "", "<li>{}</li>", ((formatting.digest_html(digest, manifest_url(pk)),) for pk, digest in parents)
         )
-        return format_html("<ul>{}</ul>{}", items, format_html(" and {} more", more) if more else "")
+        return format_html(
+            "<ul>{}</ul>{}", items, sections.more(more, _manifests_url(children__id__exact=manifest.pk))
+        )
 
     @admin.display(description="referrers")
     def referrer_list(self, manifest: Manifest) -> SafeString | str:
@@ -301,7 +308,13 @@ class ManifestAdmin(admin.ModelAdmin):
             "<li><strong>{}</strong> ({})<ul>{}</ul></li>",
             ((kind, len(rows), format_html_join("", "<li>{}</li>", rows)) for kind, rows in groups.items()),
         )
-        return format_html("<ul>{}</ul>{}", grouped, format_html(" and {} more", more) if more else "")
+        return format_html(
+            "<ul>{}</ul>{}",
+            grouped,
+            sections.more(
+                more, _manifests_url(repository__id__exact=manifest.repository_id, subject=manifest.digest)
+            ),
+        )
 
     @admin.display(description="subject")
     def subject_link(self, manifest: Manifest) -> SafeString | str:

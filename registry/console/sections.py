@@ -6,24 +6,31 @@ from django.db.models import QuerySet
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-SHOWN = 100  # rows of a section before "and N more"
+SHOWN = 100  # rows of a section before a link to the whole list
 
 
-def table(headers: tuple[str, ...], rows: list[tuple], more: int = 0) -> SafeString:
+def table(headers: tuple[str, ...], rows: list[tuple]) -> SafeString:
     head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
     cells = "<td>{}</td>" * len(headers)
     body = format_html_join("", f"<tr>{cells}</tr>", rows)
-    extra = format_html("<p>and {} more</p>", more) if more > 0 else ""
     return format_html(
-        '<table class="crow-table"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}', head, body, extra
+        '<table class="crow-table"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body
     )
 
 
-def limited(queryset: QuerySet, total: int | None = None) -> tuple[list, int]:
+def limited(queryset: QuerySet) -> tuple[list, bool]:
+    """The first ``SHOWN`` rows, and whether there are more (one query: no count)."""
     rows = list(queryset[: SHOWN + 1])
-    if len(rows) <= SHOWN:
-        return rows, 0
-    return rows[:SHOWN], (total if total is not None else queryset.count()) - SHOWN
+    return rows[:SHOWN], len(rows) > SHOWN
+
+
+def more(more_rows: bool, url: str) -> SafeString | str:
+    """A link to the whole list, under a section that shows only its first ``SHOWN`` rows."""
+    if not more_rows:
+        return ""
+    return format_html(
+        '<p class="crow-more">the first {} are shown: <a href="{}">see them all</a></p>', SHOWN, url
+    )
 
 
 def definitions(rows: list[tuple[str, Any]]) -> SafeString:
