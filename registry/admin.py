@@ -19,6 +19,8 @@ admin.site.site_header = "CRoW registry"
 admin.site.site_title = "CRoW"
 admin.site.index_title = "Registry overview"
 admin.site.site_url = "/"
+# The tables are wide (digests, platforms, pull references): the page is theirs.
+admin.site.enable_nav_sidebar = False
 
 admin.site.register(Repository, RepositoryAdmin)
 admin.site.register(Tag, TagAdmin)

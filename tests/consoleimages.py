@@ -3,6 +3,9 @@ history) and a multi-platform index whose entries name their platforms, built fr
 
 import json
 from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import requests
 
 from tests import oci
 
@@ -64,3 +67,45 @@ def push_multi_platform(client, name: str, image: MultiPlatform, *tags: str) -> 
         oci.push_image(client, name, child)
     for tag in tags:
         oci.push_manifest(client, name, tag, image.index)
+
+
+def http_push_blob(session: requests.Session, base: str, name: str, blob: oci.Blob) -> None:
+    """A monolithic upload to a real server: POST, then PUT with the digest and the bytes."""
+    started = session.post(f"{base}/v2/{name}/blobs/uploads/", timeout=30)
+    assert started.status_code == 202, started.text
+    location = urljoin(base, started.headers["Location"])
+    finished = session.put(
+        oci.with_query(location, digest=blob.digest),
+        data=blob.data,
+        headers={"Content-Type": oci.OCTET_STREAM},
+        timeout=30,
+    )
+    assert finished.status_code == 201, finished.text
+
+
+def http_push_manifest(
+    session: requests.Session, base: str, name: str, reference: str, manifest: oci.Blob
+) -> None:
+    response = session.put(
+        f"{base}/v2/{name}/manifests/{reference}",
+        data=manifest.data,
+        headers={"Content-Type": manifest.media_type},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+
+
+def http_push_image(session: requests.Session, base: str, name: str, image: oci.Image, *tags: str) -> None:
+    for blob in image.blobs:
+        http_push_blob(session, base, name, blob)
+    for reference in tags or (image.manifest.digest,):
+        http_push_manifest(session, base, name, reference, image.manifest)
+
+
+def http_push_multi_platform(
+    session: requests.Session, base: str, name: str, image: MultiPlatform, *tags: str
+) -> None:
+    for child in image.children:
+        http_push_image(session, base, name, child)
+    for tag in tags:
+        http_push_manifest(session, base, name, tag, image.index)

@@ -52,5 +52,5 @@ def copyable(text: str) -> SafeString:
         '<span class="crow-copy"><input class="crow-ref" readonly value="{}" size="{}">'
         '<button type="button" class="crow-copy-button" title="copy">copy</button></span>',
         text,
-        min(len(text), 60),
+        min(len(text), 40),
     )

@@ -14,6 +14,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -155,7 +156,7 @@ class ManifestAdmin(admin.ModelAdmin):
             ("platforms", ", ".join(manifest.platforms) or "-"),  # type: ignore[attr-defined]
             ("image size", formatting.size_html(manifest.image_size)),  # type: ignore[attr-defined]
             ("manifest size", formatting.size_html(manifest.size)),
-            ("pushed", manifest.created),
+            ("pushed", formats.localize(timezone.localtime(manifest.created))),
         ]
         return sections.definitions(rows)
 
