@@ -15,7 +15,7 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Count, Expression, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, Expression, Max, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -31,21 +31,48 @@ def _zero(expression: Expression) -> Coalesce:
     return Coalesce(expression, Value(0), output_field=models.BigIntegerField())
 
 
-class RepositoryQuerySet(models.QuerySet["Repository"]):
-    def with_usage(self) -> "RepositoryQuerySet":
-        """Each repository's stored bytes (its unique blobs), tag count and last push, computed in SQL.
+def _usage_subqueries() -> dict[str, Expression]:
+    """Stored bytes (unique blobs), tag count and last push of the repository ``OuterRef("pk")``."""
+    tags = Tag.objects.filter(repository=OuterRef("pk")).order_by()
+    links = RepositoryBlob.objects.filter(repository=OuterRef("pk"))
+    return {
+        "stored_bytes": _zero(_total(links, "repository", "blob__size")),
+        "tag_count": _zero(Subquery(tags.values("repository").annotate(n=Count("pk")).values("n")[:1])),
+        # Index used: tag_repository_updated.
+        "last_push": Subquery(tags.order_by("-updated").values("updated")[:1]),
+    }
 
-        Correlated subqueries rather than joins and GROUP BY: a page of the
-        admin's list sorted by name computes them for its own rows only.
+
+USAGE = ("stored_bytes", "tag_count", "last_push")
+
+
+class RepositoryQuerySet(models.QuerySet["Repository"]):
+    def usage(self, ids: list[int]) -> dict[int, dict]:
+        """Stored bytes, tag count and last push of the repositories ``ids``, in one query.
+
+        Correlated subqueries for a page's rows only: as annotations of the
+        page's query they would be computed for every row an OFFSET skips.
         """
-        tags = Tag.objects.filter(repository=OuterRef("pk")).order_by()
+        rows = self.filter(pk__in=ids).annotate(**_usage_subqueries()).values("pk", *USAGE)
+        return {row["pk"]: row for row in rows}
+
+    def sorted_by(self, figures: list[str]) -> "RepositoryQuerySet":
+        """Annotated with ``figures`` (of ``USAGE``) to sort every repository by them.
+
+        The first is one join and GROUP BY over the links or the tags (a hash
+        aggregate, ~4 times faster than a subquery per repository at 50,000);
+        the others, which only break ties, are subqueries: a second join would
+        multiply the first one's rows.
+        """
+        aggregates = {
+            "stored_bytes": _zero(Sum("repositoryblob__blob__size")),
+            "tag_count": Count("tags"),
+            "last_push": Max("tags__updated"),
+        }
+        subqueries = _usage_subqueries()
+        first, *others = figures
         return self.annotate(
-            stored_bytes=_zero(
-                _total(RepositoryBlob.objects.filter(repository=OuterRef("pk")), "repository", "blob__size")
-            ),
-            tag_count=_zero(Subquery(tags.values("repository").annotate(n=Count("pk")).values("n")[:1])),
-            # Index used: tag_repository_updated.
-            last_push=Subquery(tags.order_by("-updated").values("updated")[:1]),
+            **{first: aggregates[first]}, **{figure: subqueries[figure] for figure in others}
         )
 
     def having_manifest(self, digest_prefix: str) -> "RepositoryQuerySet":
@@ -105,7 +132,12 @@ def image_size(manifest: OuterRef) -> Coalesce:
 
 class ManifestManager(models.Manager["Manifest"]):
     def with_image_size(self) -> models.QuerySet["Manifest"]:
-        return self.annotate(image_size=image_size(OuterRef("pk")))
+        return self.get_queryset().annotate(image_size=image_size(OuterRef("pk")))
+
+    def image_sizes(self, ids: list[int]) -> dict[int, int]:
+        """The image size of each manifest of ``ids``, in one query: a page's, never the table's."""
+        sized = self.filter(pk__in=ids).annotate(image_size=image_size(OuterRef("pk")))
+        return dict(sized.values_list("pk", "image_size"))
 
     def referrers(self, name: str, subject: str, artifact_type: str | None) -> models.QuerySet["Manifest"]:
         found = self.filter(repository__name=name, subject=subject).order_by("digest")
@@ -207,9 +239,6 @@ class AbsentReference(models.Model):
 
 
 class TagManager(models.Manager["Tag"]):
-    def with_image_size(self) -> models.QuerySet["Tag"]:
-        return self.annotate(image_size=image_size(OuterRef("manifest_id")))
-
     def latest(self, n: int) -> models.QuerySet["Tag"]:
         """The ``n`` tags pushed last, anywhere. Index used: tag_updated."""
         return self.select_related("repository", "manifest").order_by("-updated")[:n]

@@ -68,9 +68,6 @@ class ManifestAdmin(admin.ModelAdmin):
         "pretty_content",
     ]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Manifest]:
-        return Manifest.objects.with_image_size()
-
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.changelist_describing(_describe_page)
 

@@ -8,7 +8,7 @@ collects what nothing references; the admin never deletes one row by row.
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
@@ -17,15 +17,32 @@ from registry import references
 from registry.console import formatting, listing
 from registry.console.tags import repository_url
 from registry.console.visibility import Visibility
-from registry.models import Repository
+from registry.models import USAGE, Repository
 
 PAGE_SIZE = 100
+# The columns sorted by a figure of the repository's usage.
+_FIGURE_OF = {"tags": "tag_count", "size": "stored_bytes", "last_push": "last_push"}
 
 
 def _describe_page(repositories: list[Repository], request: HttpRequest) -> None:
     visibility = Visibility()
+    usage = Repository.objects.usage([repository.pk for repository in repositories]) if repositories else {}
     for repository in repositories:
         repository.visibility = visibility.of(repository.name)  # type: ignore[attr-defined]
+        for figure in USAGE:
+            setattr(repository, figure, usage[repository.pk][figure])
+
+
+def _sorted_figures(request: HttpRequest, columns: list[str]) -> list[str]:
+    """The figures of ``USAGE`` that the list's ``o`` parameter sorts by, in its order."""
+    figures = []
+    for part in request.GET.get(ORDER_VAR, "").split("."):
+        number = part.removeprefix("-")
+        if number.isdigit() and int(number) < len(columns):
+            figure = _FIGURE_OF.get(columns[int(number)])
+            if figure and figure not in figures:
+                figures.append(figure)
+    return figures
 
 
 class RepositoryAdmin(admin.ModelAdmin):
@@ -38,7 +55,10 @@ class RepositoryAdmin(admin.ModelAdmin):
     ordering = ["name"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Repository]:
-        return Repository.objects.with_usage()
+        """The bare table, paged by name; the figures come for the page's rows (``_describe_page``),
+        or, sorted by one of them, for every row."""
+        figures = _sorted_figures(request, self.list_display)
+        return Repository.objects.sorted_by(figures) if figures else Repository.objects.all()
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.changelist_describing(_describe_page)

@@ -57,7 +57,7 @@ class TagAdmin(admin.ModelAdmin):
     change_list_template = "admin/registry/tag/change_list.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tag]:
-        return Tag.objects.with_image_size()
+        return Tag.objects.all()
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.changelist_describing(_describe_page)
@@ -82,7 +82,7 @@ class TagAdmin(admin.ModelAdmin):
         context = {"title": "Tags", **(extra_context or {})}
         repository_id = request.GET.get(REPOSITORY_FILTER, "")
         if repository_id.isdigit():
-            repository = Repository.objects.with_usage().filter(pk=int(repository_id)).first()
+            repository = Repository.objects.filter(pk=int(repository_id)).first()
             if repository is not None:
                 context.update(repository_context(request, repository))
         return super().changelist_view(request, context)
@@ -118,7 +118,7 @@ class TagAdmin(admin.ModelAdmin):
 
     @admin.display(description="image size")
     def size(self, tag: Tag) -> str:
-        return formatting.size_html(tag.image_size)  # type: ignore[attr-defined]
+        return formatting.size_html(tag.manifest.image_size)  # type: ignore[attr-defined]
 
     @admin.display(description="pushed at", ordering="updated")
     def pushed(self, tag: Tag) -> Any:
@@ -159,6 +159,8 @@ class TagAdmin(admin.ModelAdmin):
 
 def repository_context(request: HttpRequest, repository: Repository) -> dict[str, Any]:
     """The header of a repository's page: what it costs and how to pull from it."""
+    for figure, value in Repository.objects.usage([repository.pk])[repository.pk].items():
+        setattr(repository, figure, value)
     return {
         "title": repository.name,
         "repository": repository,
