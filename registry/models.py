@@ -174,6 +174,9 @@ class Manifest(models.Model):
             models.Index(
                 fields=["repository", "subject"], name="manifest_referrers", condition=~Q(subject="")
             ),
+            # The admin's search by digest prefix (LIKE 'sha256:3f2a%'), anywhere: on PostgreSQL the
+            # unique index above cannot serve a LIKE unless the column's collation is C.
+            models.Index(fields=["digest"], name="manifest_digest_prefix", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:

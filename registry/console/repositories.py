@@ -65,6 +65,8 @@ class RepositoryAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
         prefix = references.digest_prefix(search_term)
+        if prefix is not None and ":" in search_term:  # no repository name has a colon
+            return queryset.having_manifest(prefix), False
         found, duplicates = super().get_search_results(request, queryset, search_term)
         if prefix is None:
             return found, duplicates
