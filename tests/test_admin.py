@@ -307,3 +307,24 @@ def test_it_shows_staff_only_what_their_permissions_allow(client, image) -> None
     tag = Tag.objects.get(name="v1")
     assert viewer_client.post(f"/admin/registry/tag/{tag.pk}/delete/", {"post": "yes"}).status_code == 403
     assert oci.get_manifest(client, NAME, "v1").status_code == 200
+
+
+def test_it_links_a_long_section_to_the_whole_list(admin_client, client, image) -> None:
+    for number in range(101):
+        oci.push_manifest(client, NAME, f"alias{number:03}", image.manifest)
+    manifest = Manifest.objects.get(digest=image.manifest.digest)
+    html = page(admin_client, f"/admin/registry/manifest/{manifest.pk}/change/")
+    assert "alias099" in html and "alias100" not in html
+    link = re.search(r'the first 100 are shown: <a href="([^"]+)">see them all</a>', html).group(1)
+    whole = page(admin_client, link.replace("&amp;", "&"))
+    assert ">alias000</a>" in whole and "102 tags" in whole  # every tag on the manifest, and no other
+
+
+def test_it_counts_a_link_at_its_blob_size_whoever_writes_it(client, image) -> None:
+    from registry.models import RepositoryBlob
+
+    pushed = dict(RepositoryBlob.objects.values_list("blob__digest", "size"))
+    assert pushed == {blob.digest: blob.size for blob in image.blobs}
+    other = Repository.objects.create(name="team/by-hand")
+    RepositoryBlob.objects.create(repository=other, blob=Blob.objects.get(digest=image.layers[0].digest))
+    assert RepositoryBlob.objects.get(repository=other).size == image.layers[0].size

@@ -38,7 +38,7 @@ def _largest() -> list[tuple[str, str, str]]:
     """The repositories whose unique blobs weigh most: one GROUP BY over the links."""
     rows = (
         RepositoryBlob.objects.values("repository_id")
-        .annotate(total=Sum("blob__size"), name=Subquery(_name_of(OuterRef("repository_id"))))
+        .annotate(total=Sum("size"), name=Subquery(_name_of(OuterRef("repository_id"))))
         .order_by("-total", "repository_id")[:SHOWN]
     )
     return [
