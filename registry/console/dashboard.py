@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import Sum
 from django.http import HttpRequest
 
 from registry.console import formatting, images
@@ -35,20 +35,25 @@ def _totals() -> list[tuple[str, str]]:
 
 
 def _largest() -> list[tuple[str, str, str]]:
-    """The repositories whose unique blobs weigh most: one GROUP BY over the links."""
-    rows = (
+    """The repositories whose unique blobs weigh most: one GROUP BY over the links (their sizes are
+    copied there), then their names; a name in the first query would be grouped by too."""
+    rows = list(
         RepositoryBlob.objects.values("repository_id")
-        .annotate(total=Sum("size"), name=Subquery(_name_of(OuterRef("repository_id"))))
+        .annotate(total=Sum("size"))
         .order_by("-total", "repository_id")[:SHOWN]
     )
+    names = dict(
+        Repository.objects.filter(pk__in=[row["repository_id"] for row in rows]).values_list("pk", "name")
+    )
     return [
-        (row["name"], repository_url(row["repository_id"]), formatting.size_html(row["total"]))
+        (
+            names[row["repository_id"]],
+            repository_url(row["repository_id"]),
+            formatting.size_html(row["total"]),
+        )
         for row in rows
+        if row["repository_id"] in names
     ]
-
-
-def _name_of(repository_id: OuterRef) -> object:
-    return Repository.objects.filter(pk=repository_id).values("name")[:1]
 
 
 def _latest(request: HttpRequest) -> list[dict]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -18,7 +19,7 @@ from django.utils.html import format_html, format_html_join
 from registry import deletions, references
 from registry.console import formatting, images, listing
 from registry.console.visibility import Visibility
-from registry.models import Repository, Tag
+from registry.models import Manifest, Repository, Tag
 
 REPOSITORY_FILTER = "repository__id__exact"
 PAGE_SIZE = 50
@@ -34,16 +35,23 @@ def repository_url(repository_id: int) -> str:
 
 
 def _describe_page(tags: list[Tag], request: HttpRequest) -> None:
-    images.describe(tag.manifest for tag in tags)
+    """The page's manifests and repositories, each in one query: joined in the page's own query, they
+    would be joined for every row an OFFSET skips too (half a second at page 1,000)."""
+    manifests = Manifest.objects.in_bulk({tag.manifest_id for tag in tags})
+    repositories = Repository.objects.in_bulk({tag.repository_id for tag in tags})
     host = request.get_host()
     for tag in tags:
+        tag.manifest = manifests[tag.manifest_id]
+        tag.repository = repositories[tag.repository_id]
         tag.host = host  # type: ignore[attr-defined]
+    images.describe(manifests.values())
 
 
 class TagAdmin(admin.ModelAdmin):
     list_display = ["tag", "digest", "kind", "platforms", "size", "pushed", "pull"]
     list_display_links = ["tag"]
-    list_select_related = ["repository", "manifest"]
+    list_select_related = False  # see _describe_page
+    actions = ["delete_selected"]
     list_per_page = PAGE_SIZE
     # Counting every tag of every repository on each page is the slow part of a changelist: skip it.
     show_full_result_count = False
@@ -92,6 +100,11 @@ class TagAdmin(admin.ModelAdmin):
         count = objs.count() if isinstance(objs, QuerySet) else len(objs)
         perms_needed = set() if self.has_delete_permission(request) else {"tag"}
         return [], {"tags": count}, perms_needed, []
+
+    @admin.action(permissions=["delete"], description="Delete selected tags")
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet[Tag]) -> HttpResponse | None:
+        """Django's bulk delete (confirmation, then ``delete_queryset``), its page listing the tags."""
+        return delete_selected(self, request, queryset.select_related("repository", "manifest"))
 
     def delete_model(self, request: HttpRequest, obj: Tag) -> None:
         deletions.delete_tag(obj.repository.name, obj.name)
