@@ -47,14 +47,15 @@ USAGE = ("stored_bytes", "tag_count", "last_push")
 
 
 class RepositoryQuerySet(models.QuerySet["Repository"]):
-    def usage(self, ids: list[int]) -> dict[int, dict]:
-        """Stored bytes, tag count and last push of the repositories ``ids``, in one query.
+    def usage(self, ids: list[int], figures: tuple[str, ...] = USAGE) -> dict[int, dict]:
+        """``figures`` (stored bytes, tag count, last push) of the repositories ``ids``, in one query.
 
         Correlated subqueries for a page's rows only: as annotations of the
         page's query they would be computed for every row an OFFSET skips.
         """
-        rows = self.filter(pk__in=ids).annotate(**_usage_subqueries()).values("pk", *USAGE)
-        return {row["pk"]: row for row in rows}
+        subqueries = _usage_subqueries()
+        rows = self.filter(pk__in=ids).annotate(**{f: subqueries[f] for f in figures}).values("pk", *figures)
+        return {row.pop("pk"): row for row in rows}
 
     def sorted_by(self, figures: list[str]) -> "RepositoryQuerySet":
         """Annotated with ``figures`` (of ``USAGE``) to sort every repository by them.

@@ -8,7 +8,7 @@ collects what nothing references; the admin never deletes one row by row.
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.views.main import ORDER_VAR, ChangeList
+from django.contrib.admin.views.main import ORDER_VAR, SEARCH_VAR, ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
@@ -26,11 +26,14 @@ _FIGURE_OF = {"tags": "tag_count", "size": "stored_bytes", "last_push": "last_pu
 
 def _describe_page(repositories: list[Repository], request: HttpRequest) -> None:
     visibility = Visibility()
-    usage = Repository.objects.usage([repository.pk for repository in repositories]) if repositories else {}
+    # A figure the list is sorted by came with the rows already.
+    missing = tuple(f for f in USAGE if not repositories or not hasattr(repositories[0], f))
+    ids = [repository.pk for repository in repositories]
+    usage = Repository.objects.usage(ids, missing) if repositories and missing else {}
     for repository in repositories:
         repository.visibility = visibility.of(repository.name)  # type: ignore[attr-defined]
-        for figure in USAGE:
-            setattr(repository, figure, usage[repository.pk][figure])
+        for figure, value in usage.get(repository.pk, {}).items():
+            setattr(repository, figure, value)
 
 
 def _sorted_figures(request: HttpRequest, columns: list[str]) -> list[str]:
@@ -62,6 +65,17 @@ class RepositoryAdmin(admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return listing.changelist_describing(_describe_page)
+
+    def get_paginator(
+        self, request: HttpRequest, queryset: QuerySet, per_page: int, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Sorted by a figure, the rows are grouped: count the matching rows of the bare table instead
+        (the list has no filters; the search is the only condition)."""
+        paginator = super().get_paginator(request, queryset, per_page, *args, **kwargs)
+        if _sorted_figures(request, self.list_display):
+            term = request.GET.get(SEARCH_VAR, "")
+            paginator.count = self.get_search_results(request, Repository.objects.all(), term)[0].count()
+        return paginator
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple:
         prefix = references.digest_prefix(search_term)
