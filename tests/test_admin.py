@@ -232,6 +232,7 @@ def test_it_deletes_tags_in_bulk_as_the_registry_does(admin_client, client, mult
     doomed_list = re.search(r'<ul id="crow-doomed-tags">(.*?)</ul>', confirmation, re.S).group(1)
     assert f"{NAME}:1.0" in doomed_list and f"{NAME}:v1" in doomed_list and "latest" not in doomed_list
     assert doomed_list.count("<li>") == 2 and "Repository blob" not in confirmation
+    assert "<title>Delete tags |" in confirmation
     response = admin_client.post(url, {**form, "post": "yes"})
     assert response.status_code == 302
     assert response["Location"] == url

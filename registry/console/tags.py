@@ -13,6 +13,7 @@ from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -104,7 +105,10 @@ class TagAdmin(admin.ModelAdmin):
     @admin.action(permissions=["delete"], description="Delete selected tags")
     def delete_selected(self, request: HttpRequest, queryset: QuerySet[Tag]) -> HttpResponse | None:
         """Django's bulk delete (confirmation, then ``delete_queryset``), its page listing the tags."""
-        return delete_selected(self, request, queryset.select_related("repository", "manifest"))
+        response = delete_selected(self, request, queryset.select_related("repository", "manifest"))
+        if isinstance(response, TemplateResponse):  # the confirmation, not yet rendered
+            response.context_data["title"] = "Delete tags"
+        return response
 
     def delete_model(self, request: HttpRequest, obj: Tag) -> None:
         deletions.delete_tag(obj.repository.name, obj.name)
