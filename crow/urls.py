@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import URLResolver, include, path
 from django.urls.resolvers import RoutePattern
+from django.views.generic import RedirectView
 
 from registry.auth import access
 from registry.auth import views as auth_views
@@ -9,6 +10,8 @@ from registry.auth import views as auth_views
 urlpatterns = [
     path("", include("registry.urls")),
     path("admin/", admin.site.urls),
+    # The site's front page ("View site" in the admin) is the operator console.
+    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
     path(access.TOKEN_ROUTE, auth_views.token, name="token"),
     # The management API's URLconf is imported by the first request under /api/ (or the first
     # reverse(), which reads every URLconf): include() would import it now, and it alone brings

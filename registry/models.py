@@ -15,16 +15,80 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Q
+from django.db.models import Count, Expression, Max, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from registry import patterns
+
+
+def _total(rows: models.QuerySet, group: str, field: str) -> Subquery:
+    """A correlated subquery: the sum of ``field`` over ``rows`` (one group), or NULL."""
+    return Subquery(rows.order_by().values(group).annotate(total=Sum(field)).values("total")[:1])
+
+
+def _zero(expression: Expression) -> Coalesce:
+    return Coalesce(expression, Value(0), output_field=models.BigIntegerField())
+
+
+def _usage_subqueries() -> dict[str, Expression]:
+    """Stored bytes (unique blobs), tag count and last push of the repository ``OuterRef("pk")``."""
+    tags = Tag.objects.filter(repository=OuterRef("pk")).order_by()
+    links = RepositoryBlob.objects.filter(repository=OuterRef("pk"))
+    return {
+        "stored_bytes": _zero(_total(links, "repository", "size")),
+        "tag_count": _zero(Subquery(tags.values("repository").annotate(n=Count("pk")).values("n")[:1])),
+        # Index used: tag_repository_updated.
+        "last_push": Subquery(tags.order_by("-updated").values("updated")[:1]),
+    }
+
+
+USAGE = ("stored_bytes", "tag_count", "last_push")
+
+
+class RepositoryQuerySet(models.QuerySet["Repository"]):
+    def usage(self, ids: list[int], figures: tuple[str, ...] = USAGE) -> dict[int, dict]:
+        """``figures`` (stored bytes, tag count, last push) of the repositories ``ids``, in one query.
+
+        Correlated subqueries for a page's rows only: as annotations of the
+        page's query they would be computed for every row an OFFSET skips.
+        """
+        subqueries = _usage_subqueries()
+        rows = self.filter(pk__in=ids).annotate(**{f: subqueries[f] for f in figures}).values("pk", *figures)
+        return {row.pop("pk"): row for row in rows}
+
+    def sorted_by(self, figures: list[str]) -> "RepositoryQuerySet":
+        """Annotated with ``figures`` (of ``USAGE``) to sort every repository by them.
+
+        The first is one join and GROUP BY over the links or the tags (a hash
+        aggregate, several times faster than a subquery per repository at 50,000);
+        the others, which only break ties, are subqueries: a second join would
+        multiply the first one's rows.
+        """
+        aggregates = {
+            "stored_bytes": _zero(Sum("repositoryblob__size")),
+            "tag_count": Count("tags"),
+            "last_push": Max("tags__updated"),
+        }
+        subqueries = _usage_subqueries()
+        first, *others = figures
+        return self.annotate(
+            **{first: aggregates[first]}, **{figure: subqueries[figure] for figure in others}
+        )
+
+    def having_manifest(self, digest_prefix: str) -> "RepositoryQuerySet":
+        """The repositories holding a manifest whose digest starts with ``digest_prefix``."""
+        return self.filter(
+            pk__in=Manifest.objects.filter(digest__startswith=digest_prefix).values("repository_id")
+        )
 
 
 class Repository(models.Model):
     name = models.CharField(max_length=255, unique=True)
     created = models.DateTimeField(default=timezone.now)
     blobs = models.ManyToManyField("Blob", through="RepositoryBlob", related_name="repositories")
+
+    objects = RepositoryQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "repositories"
@@ -49,16 +113,40 @@ class RepositoryBlob(models.Model):
     repository = models.ForeignKey(Repository, on_delete=models.CASCADE)
     blob = models.ForeignKey(Blob, on_delete=models.CASCADE)
     created = models.DateTimeField(default=timezone.now)
+    # The blob's size, copied by a trigger on insert whatever wrote the row (migration 0005): a blob's
+    # size never changes, so a repository's stored bytes sum one table, without a join per link.
+    size = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         # The unique index also serves "is this blob in this repository" (blob HEAD/GET).
         constraints = [models.UniqueConstraint(fields=["repository", "blob"], name="unique_repository_blob")]
+        indexes = [
+            # A repository's stored bytes, and the repositories by size (the admin): index-only sums.
+            models.Index(fields=["repository", "size"], name="repository_blob_size"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.repository_id} -> {self.blob_id}"
 
 
+def image_size(manifest: OuterRef) -> Coalesce:
+    """The bytes an image pulls: its config and layers, or for an index the sum of its children's."""
+    own = _total(ManifestBlob.objects.filter(manifest_id=manifest), "manifest_id", "blob__size")
+    children = _total(
+        ManifestChild.objects.filter(parent_id=manifest), "parent_id", "child__manifestblob__blob__size"
+    )
+    return _zero(own) + _zero(children)
+
+
 class ManifestManager(models.Manager["Manifest"]):
+    def with_image_size(self) -> models.QuerySet["Manifest"]:
+        return self.get_queryset().annotate(image_size=image_size(OuterRef("pk")))
+
+    def image_sizes(self, ids: list[int]) -> dict[int, int]:
+        """The image size of each manifest of ``ids``, in one query: a page's, never the table's."""
+        sized = self.filter(pk__in=ids).annotate(image_size=image_size(OuterRef("pk")))
+        return dict(sized.values_list("pk", "image_size"))
+
     def referrers(self, name: str, subject: str, artifact_type: str | None) -> models.QuerySet["Manifest"]:
         found = self.filter(repository__name=name, subject=subject).order_by("digest")
         if artifact_type:
@@ -94,6 +182,9 @@ class Manifest(models.Model):
             models.Index(
                 fields=["repository", "subject"], name="manifest_referrers", condition=~Q(subject="")
             ),
+            # The admin's search by digest prefix (LIKE 'sha256:3f2a%'), anywhere: on PostgreSQL the
+            # unique index above cannot serve a LIKE unless the column's collation is C.
+            models.Index(fields=["digest"], name="manifest_digest_prefix", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:
@@ -159,6 +250,10 @@ class AbsentReference(models.Model):
 
 
 class TagManager(models.Manager["Tag"]):
+    def latest(self, n: int) -> models.QuerySet["Tag"]:
+        """The ``n`` tags pushed last, anywhere. Index used: tag_updated."""
+        return self.select_related("repository", "manifest").order_by("-updated")[:n]
+
     def page(self, repository: Repository, n: int, last: str | None) -> list[str]:
         names = self.filter(repository=repository).order_by("name").values_list("name", flat=True)
         if last:
@@ -178,6 +273,12 @@ class Tag(models.Model):
         constraints = [
             # Also the index of the tags list (ordered by name) and of GET by tag.
             models.UniqueConstraint(fields=["repository", "name"], name="unique_repository_tag"),
+        ]
+        indexes = [
+            # A repository's last push, and its tags sorted by push time (the admin).
+            models.Index(fields=["repository", "updated"], name="tag_repository_updated"),
+            # The latest pushes anywhere (the admin's dashboard).
+            models.Index(fields=["updated"], name="tag_updated"),
         ]
 
     def __str__(self) -> str:

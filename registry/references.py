@@ -20,6 +20,10 @@ NAME_MAX_LENGTH = 255
 _name = re.compile(rf"^{NAME}$")
 _tag = re.compile(rf"^{TAG}$")
 _digest = re.compile(rf"^(?:{DIGEST})$")
+# What an operator types to find content by digest: "sha256:3f2a", or hex alone (taken as sha256).
+_digest_prefix = re.compile(
+    r"^(?:(?P<algorithm>sha256|sha512):(?P<hex>[a-f0-9]{1,128})|(?P<bare>[a-f0-9]{6,128}))$"
+)
 
 
 def is_name(value: str) -> bool:
@@ -32,6 +36,16 @@ def is_tag(value: str) -> bool:
 
 def is_digest(value: str) -> bool:
     return bool(_digest.fullmatch(value))
+
+
+def digest_prefix(value: str) -> str | None:
+    """A digest's start from what an operator typed (``sha256:3F2A``, or six hex digits at least), or None."""
+    match = _digest_prefix.fullmatch(value.strip().lower())
+    if match is None:
+        return None
+    if match["bare"]:
+        return f"sha256:{match['bare']}"
+    return f"{match['algorithm']}:{match['hex']}"
 
 
 @dataclass(frozen=True)
