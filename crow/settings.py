@@ -247,6 +247,9 @@ CROW_LOGIN_ADDRESS_FAILURES = env.integer("CROW_LOGIN_ADDRESS_FAILURES", 5 * CRO
 # Behind a reverse proxy: the header holding the client's address (e.g. X-Forwarded-For; its last entry
 # counts, the one the proxy added). Empty: the connection's address. Never set it without such a proxy.
 CROW_CLIENT_ADDRESS_HEADER = env.string("CROW_CLIENT_ADDRESS_HEADER", "")
+# `python -m crow.start` (the container's command) applies migrations before serving; 0 in a fleet,
+# where they run once apart (`manage.py migrate`) before the replicas start.
+CROW_MIGRATE = env.boolean("CROW_MIGRATE", default=True)
 # `manage.py ensure_admin` creates this superuser if it does not exist yet.
 CROW_ADMIN_USER = env.string("CROW_ADMIN_USER", "")
 CROW_ADMIN_PASSWORD = env.secret("CROW_ADMIN_PASSWORD")
