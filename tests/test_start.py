@@ -73,6 +73,13 @@ def test_it_names_the_unwritable_directory_and_the_uid(foreign_dir: Path, where:
     assert finished.stdout == b""  # nothing ran: no migration, no server
 
 
+def test_its_health_check_fails_when_nothing_answers() -> None:
+    env = {**os.environ, "CROW_BIND": f"0.0.0.0:{free_port()}"}  # as the image: asked on loopback
+    checked = run([sys.executable, "-m", "crow.healthcheck"], timeout=60, capture_output=True, env=env)
+    assert checked.returncode == 1
+    assert "crow.healthcheck: no answer" in checked.stderr.decode()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_migrates_unless_told_not_to_and_creates_the_admin(
     settings, tmp_path: Path, capsys: pytest.CaptureFixture
@@ -160,6 +167,9 @@ def test_it_serves_with_styles_and_the_admin_from_the_environment(tmp_path: Path
         )
         assert logged_in.status_code == 302 and logged_in.headers["Location"] == "/admin/"
         assert admin.get(f"{url}/admin/", timeout=10).status_code == 200
+
+        healthy = run([sys.executable, "-m", "crow.healthcheck"], timeout=60, capture_output=True, env=env)
+        assert healthy.returncode == 0, healthy.stderr.decode()
     finally:
         stop(process)
     text = log.read_text()
