@@ -8,6 +8,7 @@ default applies. Secrets may also be
 given as ``NAME_FILE`` (a path), the convention of container secrets.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -88,3 +89,14 @@ def choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 def path_list(name: str, default: str) -> list[str]:
     return [part.strip() for part in string(name, default).split(",") if part.strip()]
+
+
+def networks(name: str, default: str = "") -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDRs (``10.0.0.0/8,127.0.0.1,fd00::/8``)."""
+    parsed = []
+    for value in path_list(name, default):
+        try:
+            parsed.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list addresses or CIDRs, not {value!r}") from None
+    return tuple(parsed)

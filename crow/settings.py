@@ -36,6 +36,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "crow.proxies.ForwardedHeaders",  # first: what follows sees the client's scheme, host and address
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -247,6 +248,9 @@ CROW_LOGIN_ADDRESS_FAILURES = env.integer("CROW_LOGIN_ADDRESS_FAILURES", 5 * CRO
 # Behind a reverse proxy: the header holding the client's address (e.g. X-Forwarded-For; its last entry
 # counts, the one the proxy added). Empty: the connection's address. Never set it without such a proxy.
 CROW_CLIENT_ADDRESS_HEADER = env.string("CROW_CLIENT_ADDRESS_HEADER", "")
+# Reverse proxies (addresses or CIDRs) whose X-Forwarded-Proto/Host/For are believed (crow.proxies): the
+# token realm then names the public https host, and the client's address is the one the proxy saw.
+CROW_TRUSTED_PROXIES = env.networks("CROW_TRUSTED_PROXIES")
 # `python -m crow.start` (the container's command) applies migrations before serving; 0 in a fleet,
 # where they run once apart (`manage.py migrate`) before the replicas start.
 CROW_MIGRATE = env.boolean("CROW_MIGRATE", default=True)

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-READERS = {"string", "boolean", "integer", "duration", "secret", "choice", "path_list"}
+READERS = {"string", "boolean", "integer", "duration", "secret", "choice", "path_list", "networks"}
 
 
 def variables_read_by(path: Path) -> set[str]:

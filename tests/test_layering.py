@@ -108,6 +108,7 @@ LAYERS = (
             "registry.auth.access",
             "registry.auth.credentials",
             "registry.events.middleware",
+            "crow.proxies",
         ),
         forbids=STORE_INTERNALS,
     ),
@@ -155,6 +156,8 @@ LAYERS = (
             "crow.earlyanswers",
             "crow.deadlines",
             "crow.pooled",
+            "crow.start",
+            "crow.healthcheck",
         ),
     ),
 )
