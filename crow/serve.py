@@ -45,6 +45,7 @@ import contextlib
 import gc
 import importlib
 import multiprocessing
+import os
 import resource
 import socket
 import ssl
@@ -240,6 +241,19 @@ def raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def warn_if_open() -> None:
+    """Say it at every start, so nobody runs an open registry unknowingly (commands: check crow_auth.W001)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
+    from django.conf import settings as django_settings
+
+    if django_settings.CROW_AUTH_DISABLED:
+        print(
+            "CRoW: CROW_AUTH_DISABLED is set: anyone may pull, push and delete anything",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def main() -> None:
     config = settings()
     refuse_taken(config)
@@ -253,6 +267,7 @@ def main() -> None:
         file=sys.stderr,
         flush=True,
     )
+    warn_if_open()
     supervisor = webhooks.Supervisor().start() if webhooks.enabled() else None
     try:
         server(config).serve()

@@ -49,6 +49,9 @@ MIDDLEWARE = [
     "crow.outages.DatabaseOutageMiddleware",
 ]
 
+# System checks by id (e.g. crow.W002,crow_auth.W001) that commands no longer print: cron mail stays quiet.
+SILENCED_SYSTEM_CHECKS = env.path_list("CROW_SILENCED_SYSTEM_CHECKS", "")
+
 ROOT_URLCONF = "crow.urls"
 WSGI_APPLICATION = "crow.wsgi.application"
 # /v2/ paths are exact; never redirect "/v2/name/tags/list" to add a slash.

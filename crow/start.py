@@ -6,7 +6,8 @@ In order:
    folder) must be writable by this process: a host directory mounted on ``/app/var`` that the
    image's user (uid 10001) cannot write ends here with one line naming the path, the uid and
    the gid, and an exit status of 1, not a traceback from deep inside SQLite.
-2. ``migrate --noinput``, unless ``CROW_MIGRATE=0``: in a fleet, run migrations once
+2. The system checks (``manage.py check``): an error (``crow.E001``, no secret key with
+   PostgreSQL) stops it with its hint. Then ``migrate --noinput``, unless ``CROW_MIGRATE=0``: in a fleet, run migrations once
    (``docker compose run --rm crow python manage.py migrate``) and start the replicas with it off.
 3. ``ensure_admin``: the first administrator from ``CROW_ADMIN_USER`` / ``CROW_ADMIN_PASSWORD``.
 4. ``exec python -m crow.serve``: the server replaces this process (PID 1 in a container), so
@@ -67,7 +68,7 @@ def _not_writable(directory: Path, reason: str) -> str:
 
 
 def prepare() -> None:
-    """Steps 1 to 3: check the state directories, migrate, create the first administrator."""
+    """Steps 1 to 3: check the state directories and the configuration, migrate, create the first admin."""
     import django
     from django.conf import settings
     from django.core.management import call_command
@@ -83,6 +84,9 @@ def prepare() -> None:
     if database["ENGINE"] == "django.db.backends.sqlite3":
         check_writable_file(Path(database["NAME"]))
     django.setup()
+    # The system checks, once (call_command skips them in what follows): errors stop the start here,
+    # with their ids and hints; warnings are printed and the start goes on.
+    call_command("check")
     if settings.CROW_MIGRATE:
         call_command("migrate", interactive=False, verbosity=1)
     call_command("ensure_admin")

@@ -73,6 +73,24 @@ def test_it_names_the_unwritable_directory_and_the_uid(foreign_dir: Path, where:
     assert finished.stdout == b""  # nothing ran: no migration, no server
 
 
+def test_it_stops_on_a_system_check_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "crow.settings",
+        "CROW_VAR_DIR": str(tmp_path / "var"),
+        "CROW_BLOB_ROOT": str(tmp_path / "var" / "blobs"),
+        # PostgreSQL (never reached: the checks come first) with the public development key.
+        "DATABASE_URL": "postgres://crow@127.0.0.1:1/crow",
+    }
+    env.pop("CROW_SECRET_KEY", None)
+    env.pop("CROW_DEBUG", None)
+    finished = run(START, timeout=60, capture_output=True, cwd=ROOT, env=env)
+    stderr = finished.stderr.decode()
+    assert finished.returncode == 1, stderr
+    assert "crow.E001" in stderr and "Set CROW_SECRET_KEY" in stderr
+    assert "Traceback" not in stderr
+
+
 def test_its_health_check_fails_when_nothing_answers() -> None:
     env = {**os.environ, "CROW_BIND": f"0.0.0.0:{free_port()}"}  # as the image: asked on loopback
     checked = run([sys.executable, "-m", "crow.healthcheck"], timeout=60, capture_output=True, env=env)
@@ -87,6 +105,7 @@ def test_it_migrates_unless_told_not_to_and_creates_the_admin(
     settings.VAR_DIR = tmp_path / "var"
     settings.CROW_BLOB_ROOT = tmp_path / "var" / "blobs"
     settings.CROW_ADMIN_USER, settings.CROW_ADMIN_PASSWORD = "boss", "a long passphrase for boss"
+    settings.SECRET_KEY = "a secret key for this test only"  # else crow.E001 on PostgreSQL
     settings.CROW_MIGRATE = False
     start.prepare()
     out = capsys.readouterr().out
@@ -120,6 +139,7 @@ def test_it_serves_with_styles_and_the_admin_from_the_environment(tmp_path: Path
         "CROW_WEBHOOK_WORKER": "0",
         "CROW_ADMIN_USER": "boss",
         "CROW_ADMIN_PASSWORD": "a long passphrase for boss",
+        "CROW_SECRET_KEY": "a secret key for this test only",
     }
     collected = run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
