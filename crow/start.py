@@ -7,8 +7,8 @@ In order:
    image's user (uid 10001) cannot write ends here with one line naming the path, the uid and
    the gid, and an exit status of 1, not a traceback from deep inside SQLite.
 2. The system checks (``manage.py check``): an error (``crow.E001``, no secret key with
-   PostgreSQL) stops it with its hint. Then ``migrate --noinput``, unless ``CROW_MIGRATE=0``: in a fleet, run migrations once
-   (``docker compose run --rm crow python manage.py migrate``) and start the replicas with it off.
+   PostgreSQL) stops it with its hint. Then ``migrate --noinput``, unless ``CROW_MIGRATE=0``: in
+   a fleet, run migrations once (compose.yaml's ``migrate`` service) and the replicas with it off.
 3. ``ensure_admin``: the first administrator from ``CROW_ADMIN_USER`` / ``CROW_ADMIN_PASSWORD``.
 4. ``exec python -m crow.serve``: the server replaces this process (PID 1 in a container), so
    the container's SIGTERM reaches granian, which lets in-flight requests finish.
