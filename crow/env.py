@@ -91,12 +91,12 @@ def path_list(name: str, default: str) -> list[str]:
     return [part.strip() for part in string(name, default).split(",") if part.strip()]
 
 
-def networks(name: str, default: str) -> list[str]:
-    """Comma-separated addresses or CIDRs (``10.0.0.0/8,::1``), each checked."""
-    values = path_list(name, default)
-    for value in values:
+def networks(name: str, default: str = "") -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated addresses or CIDRs (``10.0.0.0/8,127.0.0.1,fd00::/8``)."""
+    parsed = []
+    for value in path_list(name, default):
         try:
-            ipaddress.ip_network(value, strict=False)
+            parsed.append(ipaddress.ip_network(value, strict=False))
         except ValueError:
             raise ImproperlyConfigured(f"{name} must list addresses or CIDRs, not {value!r}") from None
-    return values
+    return tuple(parsed)

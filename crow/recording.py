@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import time
-from functools import cache
 
 from django.conf import settings
 
@@ -252,9 +251,8 @@ def _route(path: str) -> str:
     return _SITE_ROUTES.get(path[1:].partition("/")[0], "other")
 
 
-@cache
 def _trusted() -> tuple[Network, ...]:
-    return trusted_networks(settings.CROW_TRUSTED_PROXIES)
+    return settings.CROW_TRUSTED_PROXIES
 
 
 def trusted_networks(cidrs: list[str]) -> tuple[Network, ...]:

@@ -9,7 +9,8 @@ Settings (``.env.example`` documents each): ``CROW_BIND`` (or ``PORT`` on
 ``CROW_BODY_THREADS``, ``CROW_BODY_TIMEOUT``, ``CROW_LOG_FORMAT``, ``CROW_LOG_LEVEL``,
 ``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``, ``CROW_CONNECTION_BUFFER``,
 ``PROMETHEUS_MULTIPROC_DIR``, ``CROW_WEBHOOK_WORKER`` (the webhook delivery worker, a supervised
-child: ``crow.webhooks``). Fixed here:
+child: ``crow.webhooks``), ``CROW_TLS_CERT`` / ``CROW_TLS_KEY`` (/ ``CROW_TLS_KEY_PASSWORD``): HTTPS,
+TLS 1.2 or later. Fixed here:
 
 - HTTP/1 only (``--http 1``): with ``auto``, granian never times out a fresh
   connection that sends nothing; on HTTP/1 the header timeout closes a fresh
@@ -58,6 +59,7 @@ import os
 import resource
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -77,6 +79,13 @@ CONNECTION_BUFFER = 65_536
 
 
 @dataclass(frozen=True)
+class Tls:
+    cert: Path  # PEM: the server's certificate, then any intermediates
+    key: Path  # PEM private key
+    key_password: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str | None  # None for a Unix socket
     port: int | None
@@ -92,10 +101,32 @@ class Settings:
     preload: bool
     max_connections: int  # per worker
     connection_buffer: int  # bytes hyper buffers per connection, each way
+    tls: Tls | None = None  # HTTPS when set
 
     @property
     def address(self) -> str:
         return f"unix:{self.uds}" if self.uds else f"{self.host}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+
+def tls() -> Tls | None:
+    """``CROW_TLS_CERT`` and ``CROW_TLS_KEY`` (both or neither), checked by loading them as granian will."""
+    cert, key = env.string("CROW_TLS_CERT", ""), env.string("CROW_TLS_KEY", "")
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ImproperlyConfigured("CROW_TLS_CERT and CROW_TLS_KEY go together: set both or neither")
+    config = Tls(Path(cert), Path(key), env.secret("CROW_TLS_KEY_PASSWORD") or None)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(config.cert, config.key, config.key_password)
+    except (OSError, ssl.SSLError) as exc:
+        raise ImproperlyConfigured(
+            f"CROW_TLS_CERT={cert!r} and CROW_TLS_KEY={key!r} cannot be loaded: {exc}"
+        ) from None
+    return config
 
 
 def threads() -> int:
@@ -137,6 +168,7 @@ def settings() -> Settings:
         preload=env.boolean("CROW_PRELOAD", default=True),
         max_connections=env.integer("CROW_MAX_CONNECTIONS", 10_000, minimum=1),
         connection_buffer=env.integer("CROW_CONNECTION_BUFFER", CONNECTION_BUFFER, minimum=8192),
+        tls=tls(),
     )
 
 
@@ -180,7 +212,7 @@ def preload() -> None:
 
 
 def server(config: Settings):
-    from granian.constants import HTTPModes, Interfaces
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
@@ -206,6 +238,11 @@ def server(config: Settings):
         respawn_failed_workers=True,
         workers_kill_timeout=config.graceful_timeout,
         working_dir=Path(__file__).resolve().parent.parent,
+        ssl_cert=config.tls.cert if config.tls else None,
+        ssl_key=config.tls.key if config.tls else None,
+        ssl_key_password=config.tls.key_password if config.tls else None,
+        # TLS 1.2 too (granian's default is 1.3 only): clients and proxies that stop at 1.2 still connect.
+        ssl_protocol_min=SSLProtocols.tls12,
     )
 
 
@@ -250,6 +287,19 @@ def announce(message: str, config: Settings) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def warn_if_open() -> None:
+    """Say it at every start, so nobody runs an open registry unknowingly (commands: check crow_auth.W001)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
+    from django.conf import settings as django_settings
+
+    if django_settings.CROW_AUTH_DISABLED:
+        print(
+            "CRoW: CROW_AUTH_DISABLED is set: anyone may pull, push and delete anything",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def main() -> None:
     config = settings()
     refuse_taken(config)
@@ -261,8 +311,11 @@ def main() -> None:
     if config.preload and multiprocessing.get_start_method() == "fork":
         preload()
     announce(
-        f"CRoW listening at {config.address}: {config.workers} workers of {config.threads} threads", config
+        f"CRoW listening at {config.scheme}://{config.address}: "
+        f"{config.workers} workers of {config.threads} threads",
+        config,
     )
+    warn_if_open()
     supervisor = webhooks.Supervisor().start() if webhooks.enabled() else None
     try:
         server(config).serve()

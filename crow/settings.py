@@ -36,6 +36,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "crow.proxies.ForwardedHeaders",  # first: what follows sees the client's scheme, host and address
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -47,6 +48,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "crow.outages.DatabaseOutageMiddleware",
 ]
+
+# System checks by id (e.g. crow.W002,crow_auth.W001) that commands no longer print: cron mail stays quiet.
+SILENCED_SYSTEM_CHECKS = env.path_list("CROW_SILENCED_SYSTEM_CHECKS", "")
 
 ROOT_URLCONF = "crow.urls"
 WSGI_APPLICATION = "crow.wsgi.application"
@@ -247,6 +251,13 @@ CROW_LOGIN_ADDRESS_FAILURES = env.integer("CROW_LOGIN_ADDRESS_FAILURES", 5 * CRO
 # Behind a reverse proxy: the header holding the client's address (e.g. X-Forwarded-For; its last entry
 # counts, the one the proxy added). Empty: the connection's address. Never set it without such a proxy.
 CROW_CLIENT_ADDRESS_HEADER = env.string("CROW_CLIENT_ADDRESS_HEADER", "")
+# Reverse proxies (addresses or CIDRs) whose X-Forwarded-Proto/Host/For are believed (crow.proxies): the
+# token realm then names the public https host, and the client's address is the one the proxy saw (in
+# the access log and audit log too; /metrics' loopback rule applies to that address).
+CROW_TRUSTED_PROXIES = env.networks("CROW_TRUSTED_PROXIES")
+# `python -m crow.start` (the container's command) applies migrations before serving; 0 in a fleet,
+# where they run once apart (`manage.py migrate`) before the replicas start.
+CROW_MIGRATE = env.boolean("CROW_MIGRATE", default=True)
 # `manage.py ensure_admin` creates this superuser if it does not exist yet.
 CROW_ADMIN_USER = env.string("CROW_ADMIN_USER", "")
 CROW_ADMIN_PASSWORD = env.secret("CROW_ADMIN_PASSWORD")
@@ -297,8 +308,6 @@ CROW_ACCESS_LOG = env.boolean("CROW_ACCESS_LOG", default=True)
 CROW_ACCESS_LOG_PROBES = env.boolean("CROW_ACCESS_LOG_PROBES", default=False)
 # /metrics for clients other than loopback: with this bearer token; unset, they get 404.
 CROW_METRICS_TOKEN = env.secret("CROW_METRICS_TOKEN")
-# Proxies (CIDRs) whose X-Forwarded-For names the client, for the access log and /metrics' loopback rule.
-CROW_TRUSTED_PROXIES = env.networks("CROW_TRUSTED_PROXIES", "")
 
 LOGGING = {
     "version": 1,

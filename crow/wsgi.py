@@ -17,6 +17,7 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import get_resolver
 
+from crow import proxies
 from registry import requestlog
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
@@ -29,7 +30,8 @@ class RegistryHandler(WSGIHandler):
     exception handling stay; what ``load_middleware`` would build from ``[]`` is built directly.
 
     The one check of the site's middleware that /v2/ needs is kept: the Host must be one of
-    ``ALLOWED_HOSTS`` (the token realm in a 401 challenge is built from it), else 400.
+    ``ALLOWED_HOSTS`` (the token realm in a 401 challenge is built from it), else 400; and so is the
+    rewrite of a trusted proxy's forwarding headers before it (``crow.proxies``).
 
     Why private internals (``_middleware_chain``, ``_get_response``, the three hook lists), kept
     deliberately after looking for a public way (issue 14): Django's one public handler API is
@@ -52,6 +54,7 @@ class RegistryHandler(WSGIHandler):
         self._middleware_chain = convert_exception_to_response(self._host_checked_response)
 
     def _host_checked_response(self, request: HttpRequest) -> HttpResponseBase:
+        proxies.apply(request.META)  # the site's middleware do it there (crow.proxies.ForwardedHeaders)
         request.get_host()  # raises DisallowedHost, which Django answers with 400
         return self._get_response(request)
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+import urllib3
 from django.contrib.auth import get_user_model
 from django.db import connection
 
@@ -52,7 +54,7 @@ REPOSITORIES = "team/*"  # what the test robot may pull, push and delete
 
 @dataclass(frozen=True)
 class Server:
-    url: str  # http://127.0.0.1:PORT
+    url: str  # http://127.0.0.1:PORT (https:// with CROW_TLS_CERT)
     host: str  # 127.0.0.1:PORT, as clients name the registry
     log: Path
     username: str
@@ -152,7 +154,9 @@ def _wait_until_ready(process: subprocess.Popen, url: str, log: Path) -> None:
             pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}", pytrace=False)
         try:
             # Any answer will do (401 included): a worker has loaded the application.
-            requests.get(f"{url}/v2/", timeout=10)
+            with warnings.catch_warnings():  # HTTPS with a test certificate: only whether it answers
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                requests.get(f"{url}/v2/", timeout=10, verify=False)
             return
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
@@ -197,7 +201,7 @@ def registry_server(
     with running(env, log) as url:
         yield Server(
             url=url,
-            host=url.removeprefix("http://"),
+            host=url.partition("://")[2],
             log=log,
             username=robot.username,
             password=secret,
@@ -242,7 +246,7 @@ def running(env: dict[str, str], log: Path) -> Iterator[str]:
     with open(log, "wb") as output:
         process = server(env, output)
     try:
-        url = f"http://{env['CROW_BIND']}"
+        url = f"{'https' if env.get('CROW_TLS_CERT') else 'http'}://{env['CROW_BIND']}"
         _wait_until_ready(process, url, log)
         yield url
     finally:

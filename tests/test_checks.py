@@ -1,5 +1,7 @@
 """The system checks of ``registry.checks``, one test per check and outcome."""
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +10,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from registry import checks
+from tests.processes import run
 
 POSTGRESQL = "django.db.backends.postgresql"
 SQLITE = "django.db.backends.sqlite3"
@@ -112,3 +115,30 @@ def test_it_registers_the_checks() -> None:
         checks.check_production_database,
         checks.check_s3_bucket,
     } <= registered
+
+
+def command_output(tmp_path: Path, **variables: str) -> str:
+    """What ``manage.py ensure_admin`` (no administrator configured: no database needed) prints."""
+    env = {**os.environ, "CROW_VAR_DIR": str(tmp_path / "var"), "CROW_AUTH_DISABLED": "1", **variables}
+    for name in ("DATABASE_URL", "CROW_SECRET_KEY", "CROW_ADMIN_USER", "CROW_SILENCED_SYSTEM_CHECKS"):
+        if name not in variables:
+            env.pop(name, None)
+    root = Path(__file__).resolve().parent.parent
+    finished = run(
+        [sys.executable, "manage.py", "ensure_admin"], timeout=60, capture_output=True, cwd=root, env=env
+    )
+    assert finished.returncode == 0, finished.stderr.decode()
+    return finished.stdout.decode() + finished.stderr.decode()
+
+
+def test_a_command_prints_each_warning_once(tmp_path: Path) -> None:
+    output = command_output(tmp_path)
+    assert output.count("crow_auth.W001") == 1
+    assert output.count("anyone") == 1  # the check's message, not a log line besides it
+    assert output.count("crow.W002") == 1
+
+
+def test_warnings_are_silenced_by_id_from_the_environment(tmp_path: Path) -> None:
+    output = command_output(tmp_path, CROW_SILENCED_SYSTEM_CHECKS="crow_auth.W001, crow.W001,crow.W002")
+    assert "W00" not in output
+    assert "System check identified" not in output

@@ -44,4 +44,8 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, read, v
 
 def test_networks_are_addresses_or_cidrs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CROW_TEST_VALUE", "10.0.0.0/8, ::1,192.0.2.7")
-    assert env.networks("CROW_TEST_VALUE", "") == ["10.0.0.0/8", "::1", "192.0.2.7"]
+    assert [str(network) for network in env.networks("CROW_TEST_VALUE", "")] == [
+        "10.0.0.0/8",
+        "::1/128",
+        "192.0.2.7/32",
+    ]

@@ -16,6 +16,7 @@ from django.utils import timezone
 from registry import progress
 from registry.gc import collect as gc
 from registry.gc import sweep
+from registry.gc.report import human_size
 from registry.models import Blob, Manifest, RepositoryBlob, Upload
 from registry.storage import StorageError, blob_store
 from tests import oci
@@ -366,3 +367,22 @@ def test_the_storage_sweep_aborts_a_multipart_upload_whose_session_is_gone(
     assert collect().objects == 2
     assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
     assert not s3.list_objects_v2(Bucket=s3_bucket).get("Contents")
+
+
+def test_it_prints_sizes_people_read() -> None:
+    assert human_size(10) == "10 bytes"
+    assert human_size(1536) == "1.5 KiB (1536 bytes)"
+    assert human_size(3 * 1024**3) == "3.0 GiB (3221225472 bytes)"
+
+
+def test_it_says_what_the_grace_period_kept(client: Client) -> None:
+    young = oci.layer("a blob pushed a moment ago")
+    oci.push_blob(client, NAME, young)
+    summary = run_gc("--untagged")
+    assert "kept 1 unreferenced blob younger than 1h (--grace-period 0 to include it;" in summary
+    assert Blob.objects.filter(digest=young.digest).exists()
+
+    summary = run_gc("--untagged", "--grace-period", "0")
+    assert "younger than" not in summary
+    assert summary.startswith("gc deleted 0 tags, 0 manifests, 1 blobs")
+    assert not Blob.objects.filter(digest=young.digest).exists()

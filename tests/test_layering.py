@@ -111,6 +111,7 @@ LAYERS = (
             "registry.auth.access",
             "registry.auth.credentials",
             "registry.events.middleware",
+            "crow.proxies",
         ),
         forbids=STORE_INTERNALS,
     ),
@@ -165,6 +166,8 @@ LAYERS = (
             "crow.recording",
             "crow.monitoring",
             "crow.logformat",
+            "crow.start",
+            "crow.healthcheck",
         ),
     ),
 )

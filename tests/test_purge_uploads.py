@@ -46,7 +46,7 @@ def test_it_reports_the_bytes_the_store_held_not_the_saved_offset(client, blob_r
     [data_file] = (blob_root / "uploads" / url.rsplit("/", 1)[1]).iterdir()
     with data_file.open("ab") as file:  # what a writer killed mid-chunk leaves past the saved offset
         file.write(b"y" * 500)
-    assert purge("--older-than", "24h").startswith("purged 1 uploads, 1500 bytes in ")
+    assert purge("--older-than", "24h").startswith("purged 1 uploads, 1.5 KiB (1500 bytes) in ")
     assert not any(path.is_file() for path in blob_root.rglob("*"))
 
 
@@ -74,6 +74,6 @@ def test_it_aborts_the_multipart_upload_on_s3(client, s3_settings, s3_server, s3
     abandon(client, b"z" * (5 * MiB + 100))  # one full part and a tail object
     s3 = s3_server.client()
     assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
-    assert purge("--older-than", "24h").startswith(f"purged 1 uploads, {5 * MiB + 100} bytes")
+    assert purge("--older-than", "24h").startswith(f"purged 1 uploads, 5.0 MiB ({5 * MiB + 100} bytes)")
     assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
     assert not s3.list_objects_v2(Bucket=s3_bucket).get("Contents")

@@ -1,9 +1,5 @@
-import logging
-
 from django.apps import AppConfig
 from django.conf import settings
-
-log = logging.getLogger("registry.auth")
 
 
 class AuthConfig(AppConfig):
@@ -14,10 +10,10 @@ class AuthConfig(AppConfig):
     def ready(self) -> None:
         from registry.auth import checks  # noqa: F401 - registers the system checks
 
-        if settings.CROW_AUTH_DISABLED:
-            # Every server process says it once, so nobody runs an open registry unknowingly.
-            log.warning("CROW_AUTH_DISABLED is set: anyone may pull, push and delete anything")
-        else:
+        # An open registry is said once per command by the system check crow_auth.W001, and once
+        # per server start by crow.serve (which runs no checks); not here too, which made every
+        # command say it twice.
+        if not settings.CROW_AUTH_DISABLED:
             # Nearly every request carries a token to verify: import jwt and cryptography now, where a
             # server that preloads shares them between its workers, and not in a worker's first request.
             # An open registry never needs them (credentials.from_request imports them when it does).

@@ -56,8 +56,17 @@ from registry.events import audit
 from registry.events import retention as audit_retention
 from registry.events.models import DELETE_BLOB
 from registry.gc import retention, sweep, untagged
-from registry.gc.report import Report
-from registry.models import AbsentReference, Blob, JobRun, ManifestBlob, Repository, RepositoryBlob
+from registry.gc.report import Report, human_size
+from registry.models import (
+    AbsentReference,
+    Blob,
+    JobRun,
+    Manifest,
+    ManifestBlob,
+    Repository,
+    RepositoryBlob,
+    Tag,
+)
 from registry.progress import Progress
 
 BATCH = 500
@@ -87,16 +96,47 @@ class GcReport(Report):
     objects: int = 0  # swept from storage: no row knew them
     audit_events: int = 0  # older than CROW_AUDIT_RETENTION_DAYS
     deferred: str = ""  # why blobs and unknown objects were not deleted this time, if they were not
+    grace_period: timedelta = timedelta(0)
+    young_manifests: int = 0  # untagged (with --untagged) and younger than the grace period: kept
+    young_blobs: int = 0  # unreferenced and younger than the grace period: kept
 
     def counts(self) -> str:
         return (
             f"{self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
-            f" {self.objects} unknown objects: {self.bytes} bytes"
+            f" {self.objects} unknown objects: {human_size(self.bytes)}"
         )
 
     def remark(self) -> str:
         pruned = f"; {self.audit_events} audit events past their retention" if self.audit_events else ""
-        return pruned + (f"; {self.deferred}" if self.deferred else "")
+        return pruned + self.held_back() + (f"; {self.deferred}" if self.deferred else "")
+
+    def held_back(self) -> str:
+        """``; kept 1 untagged manifest, 2 unreferenced blobs younger than 1h (--grace-period 0 ...)``."""
+        kept = [
+            _plural(self.young_manifests, "untagged manifest"),
+            _plural(self.young_blobs, "unreferenced blob"),
+        ]
+        kept = [what for what in kept if what]
+        if not kept:
+            return ""
+        them = "it" if self.young_manifests + self.young_blobs == 1 else "them"
+        return (
+            f"; kept {' and '.join(kept)} younger than {_duration(self.grace_period)}"
+            f" (--grace-period 0 to include {them}; a push in flight may need {them})"
+        )
+
+
+def _plural(count: int, what: str) -> str:
+    return "" if not count else f"{count} {what}" + ("" if count == 1 else "s")
+
+
+def _duration(period: timedelta) -> str:
+    """``1h``, ``15m``, ``7d``, ``90s``: as the option takes it."""
+    seconds = int(period.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
@@ -140,7 +180,29 @@ def _collect(options: GcOptions, progress: Progress, report: GcReport) -> GcRepo
         else:
             with deleting:
                 _delete_unused(options, now, cutoff, doomed, report, progress)
+        if options.grace_period:
+            _count_held_back(options, cutoff, report)
     return report
+
+
+def _count_held_back(options: GcOptions, cutoff: datetime, report: GcReport) -> None:
+    """What only the grace period kept: young untagged manifests (--untagged), young unreferenced blobs."""
+    report.grace_period = options.grace_period
+    young_blobs = Blob.objects.filter(created__gte=cutoff).filter(
+        ~Exists(ManifestBlob.objects.filter(blob=OuterRef("pk")))
+    )
+    if options.repository is not None:
+        young_blobs = young_blobs.filter(
+            Exists(RepositoryBlob.objects.filter(blob=OuterRef("pk"), repository__name=options.repository))
+        )
+    report.young_blobs = young_blobs.count()
+    if options.untagged:
+        young = Manifest.objects.filter(created__gte=cutoff).filter(
+            ~Exists(Tag.objects.filter(manifest=OuterRef("pk")))
+        )
+        if options.repository is not None:
+            young = young.filter(repository__name=options.repository)
+        report.young_manifests = young.count()
 
 
 def _delete_unused(

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PurgeReport(Report):
     DID, WOULD = "purged", "would purge"
-    COUNTS = "{uploads} uploads, {bytes} bytes"
+    COUNTS = "{uploads} uploads, {size}"
 
     uploads: int = 0
 

@@ -12,6 +12,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_size(count: int) -> str:
+    """``10 bytes``, or ``1.5 GiB (1610612736 bytes)``: read at a glance, exact for a script."""
+    if count < 1024:
+        return f"{count} bytes"
+    value = float(count)
+    for unit in UNITS:
+        value /= 1024
+        if value < 1024 or unit == UNITS[-1]:
+            return f"{value:.1f} {unit} ({count} bytes)"
+    raise AssertionError("unreachable")
+
 
 @dataclass
 class Report:
@@ -25,8 +39,8 @@ class Report:
     seconds: float = 0.0
 
     def counts(self) -> str:
-        """What the run counted, between the verb and the failures: ``3 uploads, 1024 bytes``."""
-        return self.COUNTS.format(**vars(self))
+        """What the run counted, between the verb and the failures: ``3 uploads, 1.0 KiB (1024 bytes)``."""
+        return self.COUNTS.format(**vars(self), size=human_size(self.bytes))
 
     def remark(self) -> str:
         """What follows the time, if anything: ``; why something was not done``."""

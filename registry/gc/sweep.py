@@ -27,7 +27,7 @@ LEFTOVER_MIN_AGE = timedelta(minutes=1)
 @dataclass
 class SweepReport(Report):
     DID, WOULD = "swept", "would sweep"
-    COUNTS = "{objects} unknown objects: {bytes} bytes"
+    COUNTS = "{objects} unknown objects: {size}"
 
     objects: int = 0
 

@@ -10,7 +10,7 @@ failure: it is counted as gone.
 import hashlib
 from dataclasses import dataclass, field
 
-from registry.gc.report import Report
+from registry.gc.report import Report, human_size
 from registry.models import Blob
 from registry.progress import Progress
 from registry.storage import StorageError, blob_store
@@ -48,7 +48,7 @@ class VerifyReport(Report):
     def counts(self) -> str:
         unreadable = len(self.problems) - len(self.missing) - len(self.corrupt)
         return (
-            f"{self.blobs} blobs, {self.bytes} bytes: {len(self.missing)} missing,"
+            f"{self.blobs} blobs, {human_size(self.bytes)}: {len(self.missing)} missing,"
             f" {len(self.corrupt)} corrupt, {unreadable} unreadable"
         )
 

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from crow.env import parse_duration
 from registry import locks, progress
 from registry.backup.snapshot import BackupError, backup
+from registry.management.migrations_state import require_migrated
 
 
 class Command(BaseCommand):
@@ -39,6 +40,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_migrated("backup")
         try:
             wait = timedelta(seconds=parse_duration(options["wait"], "--wait"))
         except ImproperlyConfigured as exc:

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from crow.env import parse_duration
 from registry import locks, progress
 from registry.gc import collect as gc
+from registry.management.migrations_state import require_migrated
 from registry.models import Repository
 
 
@@ -63,6 +64,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_migrated("gc")
         try:
             grace = parse_duration(options["grace_period"], "--grace-period")
             wait = parse_duration(options["wait"], "--wait")

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crow.env import parse_duration
 from registry.gc.purge import purge_uploads
+from registry.management.migrations_state import require_migrated
 
 
 class Command(BaseCommand):
@@ -22,6 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="list what would go, change nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_migrated("purge_uploads")
         try:
             older_than = parse_duration(options["older_than"], "--older-than")
         except ImproperlyConfigured as exc:

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import progress
 from registry.backup.restore import RestoreError, RestoreRefused, restore
+from registry.management.migrations_state import require_migrated
 
 
 class Command(BaseCommand):
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_migrated("restore")
         verbosity = options["verbosity"]
         watcher = progress.for_command(self, verbosity, notes=verbosity >= 2)
         try:

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import progress
 from registry.gc.verify import verify
+from registry.management.migrations_state import require_migrated
 from registry.models import Repository
 
 
@@ -19,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--sample", metavar="N", type=int, help="only N blobs chosen at random")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_migrated("verify")
         name, sample, verbosity = options["repository"], options["sample"], options["verbosity"]
         if sample is not None and sample < 1:
             raise CommandError("--sample must be at least 1")
