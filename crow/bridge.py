@@ -65,10 +65,13 @@ GATHER_WINDOW = 1.0  # seconds: a read returns what came by then, so a slow uplo
 class Input:
     """``wsgi.input``: the request's body, gathered on the loop a read at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, receive: Callable, timeout: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, receive: Callable, timeout: float, length: int | None = None
+    ) -> None:
         self._loop = loop
         self._receive = receive
         self._timeout = timeout
+        self._left = length  # bytes of a declared Content-Length still to come (None: chunked)
         self._buffer = bytearray()
         self._receiving: asyncio.Future | None = None  # a receive() a gather stopped waiting for: next
         self.ended = False  # the last message arrived: nothing more to read
@@ -181,7 +184,11 @@ class Input:
         if message["type"] != "http.request":  # http.disconnect
             self.failed = ConnectionResetError("the client went away before the end of its request body")
             raise self.failed
-        if not message.get("more_body", False):
+        if self._left is not None:
+            self._left -= len(message.get("body", b""))
+        # The declared length has arrived: the body is whole (granian's closing empty message, which
+        # can come a few milliseconds later, is not waited for).
+        if not message.get("more_body", False) or (self._left is not None and self._left <= 0):
             self.ended = True
         return message
 
@@ -232,7 +239,7 @@ class FileWrapper:
         return path if (named.st_dev, named.st_ino) == (status.st_dev, status.st_ino) else None
 
 
-def environ(scope: dict, body: Input) -> dict[str, Any]:
+def environ(scope: dict, body: Input | None) -> dict[str, Any]:
     """The WSGI environ of an ASGI HTTP ``scope``, as gunicorn built it."""
     raw_path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string", b"")
@@ -350,11 +357,11 @@ class Bridge:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         loop = asyncio.get_running_loop()
-        body = Input(loop, receive, self.body_timeout)
-        exchange = _Exchange(loop, send)
-        request = environ(scope, body)
-        executor = self.body_executor if _has_body(request) else self.executor
+        request = environ(scope, None)
         length = _declared_length(request)
+        body = request["wsgi.input"] = Input(loop, receive, self.body_timeout, length)
+        exchange = _Exchange(loop, send)
+        executor = self.body_executor if _has_body(request) else self.executor
         if length is not None and 0 < length <= PREFETCH:
             await body.prefetch(length)
         try:
@@ -369,9 +376,10 @@ class Bridge:
 
 def _declared_length(environ: dict) -> int | None:
     try:
-        return int(environ.get("CONTENT_LENGTH") or "")
+        length = int(environ.get("CONTENT_LENGTH") or "")
     except ValueError:
         return None
+    return length if length >= 0 else None
 
 
 def _has_body(environ: dict) -> bool:
