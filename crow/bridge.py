@@ -362,9 +362,9 @@ class Bridge:
         body = request["wsgi.input"] = Input(loop, receive, self.body_timeout, length)
         exchange = _Exchange(loop, send)
         executor = self.body_executor if _has_body(request) else self.executor
-        if length is not None and 0 < length <= PREFETCH:
-            await body.prefetch(length)
         try:
+            if length is not None and 0 < length <= PREFETCH:
+                await body.prefetch(length)
             messages = await loop.run_in_executor(executor, exchange.run, self.application, request)
             if not body.ended and _has_body(request):
                 await earlyanswers.answer_then_drain(body, messages, send)
