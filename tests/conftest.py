@@ -21,6 +21,7 @@ pytest.register_assert_rewrite(
     "tests.processes", "tests.server", "tests.s3server", "tests.skopeo", "tests.ocilayout"
 )
 
+from tests.receiver import receiver  # noqa: E402, F401 - the webhook receiver fixture
 from tests.server import Server  # noqa: E402
 from tests.skopeo import Skopeo  # noqa: E402
 

@@ -11,9 +11,12 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 from tests.server import free_port
 
@@ -84,3 +87,12 @@ class Receiver:
             assert time.monotonic() < deadline, f"{len(seen)} deliveries of {count} after {timeout}s"
             time.sleep(0.05)
         return seen[:count]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a free port, for one test."""
+    started = Receiver().start()
+    yield started
+    started.hold.clear()
+    started.stop()

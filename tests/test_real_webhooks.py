@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ from tests.skopeo import Skopeo
 
 SECRET = "real-secret"
 WORKER_TIMEOUT = "3s"  # a claimed delivery's lease is 2 x 3 + 5 = 11 s
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.hold.clear()
-    started.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Webhooks: ``/api/webhooks/``, the outbox written with the event, delivery, signature, retries, failure."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -22,14 +21,6 @@ SECRET = "s3cret"
 def secured(settings, tmp_path) -> None:
     access.secure(settings, tmp_path)
     settings.CROW_WEBHOOK_TIMEOUT = 2
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver().start()
-    yield started
-    started.hold.clear()
-    started.stop()
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from registry.auth.models import ACTIONS, Grant, PublicPattern, Robot
 from registry.models import Repository, Tag
 
 
-def _pattern(value: str) -> str:
+def validated_pattern(value: str) -> str:
+    """A repository pattern (``registry.patterns``) as DRF validates a field: the API's one check."""
     try:
         patterns.validate(value)
     except DjangoValidationError as exc:
@@ -53,7 +54,7 @@ class TagSerializer(serializers.ModelSerializer):
 
 
 class PublicPatternSerializer(serializers.ModelSerializer):
-    pattern = serializers.CharField(max_length=257, validators=[_pattern])
+    pattern = serializers.CharField(max_length=257, validators=[validated_pattern])
 
     class Meta:
         model = PublicPattern
@@ -62,7 +63,7 @@ class PublicPatternSerializer(serializers.ModelSerializer):
 
 
 class GrantSerializer(serializers.ModelSerializer):
-    pattern = serializers.CharField(max_length=257, validators=[_pattern])
+    pattern = serializers.CharField(max_length=257, validators=[validated_pattern])
     user = NamedField(
         slug_field="username", queryset=get_user_model().objects.all(), required=False, allow_null=True
     )
@@ -90,7 +91,7 @@ class RobotSerializer(serializers.ModelSerializer):
     username = serializers.CharField(read_only=True)
     owner = serializers.CharField(source="owner.get_username", read_only=True)
     patterns = serializers.ListField(
-        child=serializers.CharField(validators=[_pattern]), source="pattern_list"
+        child=serializers.CharField(validators=[validated_pattern]), source="pattern_list"
     )
     actions = ActionsField()
 

@@ -1,9 +1,8 @@
 """What ``GET /api/audit/`` and ``/api/webhooks/`` read and write (``registry.events.api``)."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from registry import patterns
+from registry.auth.serializers import validated_pattern
 from registry.events.models import HOOK_EVENTS, AuditEvent, Delivery, Webhook
 
 
@@ -27,21 +26,13 @@ class AuditEventSerializer(serializers.ModelSerializer):
         ]
 
 
-def _pattern(value: str) -> str:
-    try:
-        patterns.validate(value)
-    except DjangoValidationError as exc:
-        raise serializers.ValidationError(exc.messages) from None
-    return value
-
-
 class WebhookSerializer(serializers.ModelSerializer):
     url = serializers.URLField(max_length=2000)
     # Never read back: it signs what the receiver trusts.
     secret = serializers.CharField(max_length=255, write_only=True, min_length=1)
     events = serializers.ListField(child=serializers.ChoiceField(choices=list(HOOK_EVENTS)), min_length=1)
     patterns = serializers.ListField(
-        child=serializers.CharField(max_length=257, validators=[_pattern]), min_length=1
+        child=serializers.CharField(max_length=257, validators=[validated_pattern]), min_length=1
     )
 
     class Meta:
