@@ -58,7 +58,11 @@ LAYERS = (
     # The blob-store interface and its backends: nothing of the registry above them.
     Layer("storage", ("registry.storage", "registry.storage.*"), forbids=HTTP),
     # The tables: nothing of HTTP or of the apps built on them.
-    Layer("models", ("registry.models", "registry.events.models"), forbids=(*HTTP, "registry.auth")),
+    Layer(
+        "models",
+        ("registry.models", "registry.events.models", "registry.mirror.models"),
+        forbids=(*HTTP, "registry.auth"),
+    ),
     # The tables of the apps built on the registry's.
     Layer("app models", ("registry.auth.models",), forbids=HTTP),
     # The fast SQL behind the managers, one module per aggregate.

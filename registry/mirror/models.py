@@ -1,0 +1,62 @@
+"""Upstream registries and what CRoW knows of the repositories it mirrors from them."""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from registry import patterns, references
+
+DEFAULT_TAG_TRUST_SECONDS = 600
+
+
+def validate_prefix(value: str) -> None:
+    """A prefix is the first part(s) of a repository name: ``docker.io``, ``ghcr.io``, ``mirrors/quay``."""
+    if not references.is_name(value):
+        raise ValidationError(f"{value!r} is not a repository name prefix (lowercase, e.g. docker.io)")
+
+
+class Upstream(models.Model):
+    """A registry mirrored under ``prefix``: ``prefix/NAME`` in CRoW is ``NAME`` at ``url``."""
+
+    prefix = models.CharField(max_length=255, unique=True, validators=[validate_prefix])
+    url = models.URLField(help_text="The upstream's base URL, e.g. https://registry-1.docker.io")
+    username = models.CharField(max_length=255, blank=True, default="")
+    password = models.CharField(max_length=1024, blank=True, default="", help_text="A password or a token")
+    tag_trust_seconds = models.PositiveIntegerField(
+        default=DEFAULT_TAG_TRUST_SECONDS,
+        help_text="How long a tag fetched from the upstream is served before it is checked again",
+    )
+    repositories = models.CharField(
+        max_length=1024,
+        default=patterns.EVERYTHING,
+        validators=[patterns.validate_list],
+        help_text="Upstream repositories that may be mirrored: names or patterns (library/*)",
+    )
+    unused_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="gc removes mirrored images not pulled for this many days (empty: never)",
+    )
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["prefix"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix} → {self.url}"
+
+
+class MirroredRepository(models.Model):
+    """A local repository filled from an upstream: when it was last pulled and last synced."""
+
+    repository = models.OneToOneField("registry.Repository", on_delete=models.CASCADE, primary_key=True)
+    upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="repositories_mirrored")
+    last_pulled = models.DateTimeField(null=True, blank=True)
+    last_synced = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "mirrored repositories"
+
+    def __str__(self) -> str:
+        return f"{self.repository_id} from {self.upstream_id}"
