@@ -74,6 +74,7 @@ class Input:
         self._left = length  # bytes of a declared Content-Length still to come (None: chunked)
         self._buffer = bytearray()
         self._receiving: asyncio.Future | None = None  # a receive() a gather stopped waiting for: next
+        self._ahead: asyncio.Task | None = None  # the read ahead of the thread's first read (``read_ahead``)
         self.ended = False  # the last message arrived: nothing more to read
         self.failed: BaseException | None = None  # a timeout or a disconnect: the body is lost
 
@@ -82,6 +83,7 @@ class Input:
         what arrived is returned first (a short read) and the next read raises: a stalled upload
         keeps every byte that reached the server."""
         whole = size is None or size < 0
+        self._settle()
         try:
             while (whole or len(self._buffer) < size) and self._more(
                 _WHOLE if whole else size - len(self._buffer)
@@ -95,6 +97,7 @@ class Input:
     def read1(self, size: int) -> bytes:
         """Up to ``size`` bytes, as soon as some arrived (all that came within ``GATHER_WINDOW`` of
         the first); b"" at the end of the body. Raises as ``read`` does, once nothing is left."""
+        self._settle()
         if not self._buffer:
             data = self._gather(size)
             if len(data) <= size:
@@ -103,6 +106,7 @@ class Input:
         return self._take(size)
 
     def readline(self, limit: int = -1) -> bytes:
+        self._settle()
         while True:
             end = self._buffer.find(b"\n")
             if end >= 0:
@@ -129,6 +133,22 @@ class Input:
         data = self._gather(want)
         self._buffer += data
         return bool(data) or not self.ended
+
+    def _settle(self) -> None:
+        """From the thread, before its first look at the buffer: one hop to let the read-ahead end."""
+        if self._ahead is not None:
+            asyncio.run_coroutine_threadsafe(self._join_ahead(), self._loop).result()
+
+    async def _join_ahead(self) -> None:
+        """On the loop: wait for the read-ahead to end (cancelled with it if this wait is)."""
+        ahead = self._ahead
+        if ahead is None:
+            return
+        try:
+            await asyncio.wait((ahead,))
+        finally:
+            ahead.cancel()  # if not done: this wait was cancelled (a drain's bound)
+            self._ahead = None
 
     def _gather(self, want: int) -> bytes:
         """From the thread: one hop to the loop for up to ``want`` bytes; b"" once the body ended."""
@@ -168,16 +188,18 @@ class Input:
 
     async def next_piece(self) -> bytes:
         """On the loop: the next bytes of the body (b"" at its end); raises as ``read`` does."""
+        await self._join_ahead()
+        if self._buffer:
+            return self._take(len(self._buffer))
         return b"" if self.ended else await self.gather(1)
 
     async def _message(self, wait: float) -> Message | None:
         """The next ``http.request`` message, or None if none came within ``wait`` seconds (the
         receive is kept, never cancelled: its message, when it comes, is the next one)."""
-        receiving = self._receiving or asyncio.ensure_future(self._receive())
-        if not receiving.done():
+        receiving = self._receiving = self._receiving or asyncio.ensure_future(self._receive())
+        if not receiving.done():  # kept in _receiving meanwhile: a gather cancelled here loses nothing
             done, _ = await asyncio.wait((receiving,), timeout=wait)
             if not done:
-                self._receiving = receiving
                 return None
         self._receiving = None
         message = receiving.result()
@@ -198,8 +220,17 @@ class Input:
         with contextlib.suppress(TimeoutError, ConnectionResetError):
             self._buffer += await self.gather(length)
 
+    def read_ahead(self, length: int) -> None:
+        """On the loop: start reading up to ``length`` bytes (as ``prefetch``) while the thread starts
+        and does what comes before its first read (an upload's claim is a database round trip), so
+        the body's first bytes are waiting when it gets there; that read waits for this one to end."""
+        self._ahead = self._loop.create_task(self.prefetch(length))
+
     def close(self) -> None:
-        """On the loop, once the request is over: drop a receive still waiting."""
+        """On the loop, once the request is over: drop a read-ahead and a receive still waiting."""
+        if self._ahead is not None:
+            self._ahead.cancel()
+            self._ahead = None
         if self._receiving is not None:
             self._receiving.cancel()
             self._receiving = None
@@ -207,6 +238,7 @@ class Input:
 
 _WHOLE = 1 << 62  # a gather's ``want`` when the reader wants everything
 PREFETCH = 64 * 1024  # a body up to this long (a manifest, a config) is read before the thread starts
+READ_AHEAD = 256 * 1024  # of a longer body, read while the thread starts (``Input.read_ahead``)
 
 
 class FileWrapper:
@@ -365,6 +397,8 @@ class Bridge:
         try:
             if length is not None and 0 < length <= PREFETCH:
                 await body.prefetch(length)
+            elif _has_body(request):
+                body.read_ahead(READ_AHEAD)
             messages = await loop.run_in_executor(executor, exchange.run, self.application, request)
             if not body.ended and _has_body(request):
                 await earlyanswers.answer_then_drain(body, messages, send)

@@ -10,20 +10,29 @@ from crow.bridge import FileWrapper, Input
 
 
 def _reading(
-    messages: list[dict], timeout: float, reads: list[int], length: int | None = None, read1: bool = False
+    messages: list[dict],
+    timeout: float,
+    reads: list[int],
+    length: int | None = None,
+    read1: bool = False,
+    ahead: int = 0,
 ) -> list:
-    """Run ``reads`` on an ``Input`` fed ``messages`` (then nothing), as a WSGI thread would."""
+    """Run ``reads`` on an ``Input`` fed ``messages`` (then nothing), as a WSGI thread would, after
+    a read-ahead of ``ahead`` bytes was started (none if 0)."""
     results: list = []
 
     async def main() -> None:
         queue = list(messages)
 
         async def receive() -> dict:
+            await asyncio.sleep(0.01)  # the read-ahead and the thread's first read overlap
             if queue:
                 return queue.pop(0)
             await asyncio.sleep(3600)  # a client that sends nothing more
 
         body = Input(asyncio.get_running_loop(), receive, timeout, length)
+        if ahead:
+            body.read_ahead(ahead)
 
         def thread() -> None:
             for size in reads:
@@ -65,6 +74,46 @@ def test_read1_returns_what_came_in_one_piece_and_a_declared_length_ends_the_bod
     assert _reading([piece(b"ab"), piece(b"cde")], 0.5, [5, 1], length=5) == [b"abcde", b""]
     assert _reading([piece(b"ab"), piece(b"cde")], 0.5, [9, 1], read1=True, length=5) == [b"abcde", b""]
     assert _reading([piece(b"ab")], 0.2, [5, 1], length=5) == [b"ab", TimeoutError]
+
+
+def test_a_read_ahead_hands_every_byte_to_the_thread_in_order() -> None:
+    messages = [piece(b"ab"), piece(b"cd"), piece(b"ef"), piece(b"g", more=False)]
+    for ahead in (1, 3, 100):
+        pieces = _reading(messages, 5, [3] * 8, read1=True, ahead=ahead)
+        assert b"".join(pieces) == b"abcdefg" and all(len(each) <= 3 for each in pieces)
+        assert pieces[-1] == b""
+        assert _reading(messages, 5, [5, 5], ahead=ahead) == [b"abcde", b"fg"]
+    # A stall or a disconnect during the read-ahead is the thread's, after what arrived.
+    assert _reading([piece(b"ab")], 0.2, [4, 1], ahead=8) == [b"ab", TimeoutError]
+    gone = [piece(b"ab"), {"type": "http.disconnect"}]
+    assert _reading(gone, 5, [4, 1], ahead=8) == [b"ab", ConnectionResetError]
+
+
+def test_a_drain_after_a_read_ahead_reads_to_the_end_and_close_drops_what_waits() -> None:
+    async def main() -> tuple[list[bytes], bool]:
+        queue = [piece(b"ab"), piece(b"cd"), piece(b"e", more=False)]
+        waiting: list[asyncio.Future] = []
+
+        async def receive() -> dict:
+            await asyncio.sleep(0.01)
+            if queue:
+                return queue.pop(0)
+            waiting.append(asyncio.get_running_loop().create_future())
+            return await waiting[-1]
+
+        body = Input(asyncio.get_running_loop(), receive, 5)
+        body.read_ahead(2)  # the application answers without reading: the drain takes over
+        drained = [await body.next_piece() for _ in range(3)]
+        other = Input(asyncio.get_running_loop(), receive, 5)
+        other.read_ahead(4)  # nothing comes: the read-ahead waits on a receive
+        await asyncio.sleep(0.05)
+        other.close()
+        await asyncio.sleep(0)
+        return drained, bool(waiting) and waiting[-1].cancelled()
+
+    drained, dropped = asyncio.run(main())
+    assert b"".join(drained) == b"abcde"
+    assert dropped
 
 
 def test_only_a_whole_regular_file_goes_out_by_path(tmp_path: Path) -> None:
