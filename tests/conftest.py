@@ -27,6 +27,8 @@ from tests.skopeo import Skopeo  # noqa: E402
 
 pytest_plugins = ["tests.processes", "tests.server", "tests.s3server"]
 
+SYSTEM_BINARIES = "/usr/sbin:/sbin"  # not on a non-root user's PATH
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked ``all_backends`` run once on the filesystem store and once on S3 (moto)."""
@@ -79,10 +81,12 @@ def _missing(what: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def require_client() -> Callable[[str], str]:
-    """``require_client("skopeo")``: the executable's path, or skip (fail in CI) without it."""
+    """``require_client("skopeo")``: the executable's path, or skip (fail in CI) without it.
+
+    Daemons such as haproxy are in /usr/sbin, on root's PATH only: looked for there too."""
 
     def find(name: str) -> str:
-        path = shutil.which(name)
+        path = shutil.which(name) or shutil.which(name, path=SYSTEM_BINARIES)
         if path is None:
             _missing(f"the {name} executable")
         return path

@@ -1,0 +1,103 @@
+"""HAProxy from Debian's package as a real process, running the shipped ``deploy/haproxy.cfg``.
+
+``render`` rewrites only what differs from compose.yaml's network: the frontend's address, the
+backend's servers (loopback ports instead of Docker DNS names, so the ``resolvers`` section goes),
+and a stats socket the test reads (``show stat``: which replica holds connections, which is UP).
+Every other line (timeouts, retries, redispatch, balance, health checks) is the shipped one.
+``running`` starts ``haproxy -db`` (foreground) in a process group of its own and stops it.
+"""
+
+import csv
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.processes import spawn, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "deploy" / "haproxy.cfg"
+START_TIMEOUT = 10.0
+
+def render(shipped: str, bind: str, servers: dict[str, str], stats_socket: Path) -> str:
+    """The shipped configuration with the frontend at ``bind`` and ``servers`` (name: host:port)."""
+    text = _substitute(r"^resolvers docker\n(?:[ \t]+.*\n)+\n?", "", shipped)
+    text = _substitute(r" resolvers docker init-addr \S+", "", text)
+    text = _substitute(r"^(\s*)bind :5000$", rf"\g<1>bind {bind}", text)
+    text = _substitute(r"^(global\n)", rf"\g<1>    stats socket {stats_socket} mode 600 level admin\n", text)
+    lines = "".join(f"    server {name} {address}\n" for name, address in servers.items())
+    return _substitute(r"(?:^\s*server \S+ \S+\n)+", lines, text)
+
+
+def _substitute(pattern: str, replacement: str, text: str) -> str:
+    """``re.sub`` that must match: a shipped file that no longer fits fails here, not silently."""
+    result, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+    assert count, f"deploy/haproxy.cfg no longer has {pattern!r}"
+    return result
+
+
+@dataclass(frozen=True)
+class Haproxy:
+    url: str  # http://127.0.0.1:PORT
+    host: str  # 127.0.0.1:PORT
+    log: Path
+    stats_socket: Path
+
+    def command(self, line: str) -> str:
+        """One command on the stats socket (``show stat``, ``show servers state``...), its answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(5)
+            connection.connect(str(self.stats_socket))
+            connection.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def servers(self) -> dict[str, dict[str, str]]:
+        """The backend's servers by name: ``status`` (UP, DOWN...), ``scur`` (connections now)..."""
+        rows = csv.DictReader(self.command("show stat").removeprefix("# ").splitlines())
+        return {row["svname"]: row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
+
+    def wait_for(self, condition, timeout: float, what: str) -> dict[str, dict[str, str]]:
+        """Poll ``servers()`` until ``condition(servers)`` holds; fail naming ``what`` otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            servers = self.servers()
+            if condition(servers):
+                return servers
+            if time.monotonic() > deadline:
+                pytest.fail(f"HAProxy never saw {what}: {servers}", pytrace=False)
+            time.sleep(0.1)
+
+
+@contextmanager
+def running(path: str, config: Path, port: int, log: Path) -> Iterator[Haproxy]:
+    """``haproxy -db -f config`` (its frontend on ``port``) until the block ends."""
+    with open(log, "wb") as output:
+        process = spawn([path, "-db", "-f", str(config)], stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_listening(process, port, log)
+        stats = Path(re.search(r"stats socket (\S+)", config.read_text())[1])
+        yield Haproxy(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", log, stats)
+    finally:
+        stop(process)
+
+
+def _wait_until_listening(process: subprocess.Popen, port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"haproxy exited with {process.returncode}:\n{log.read_text()}", pytrace=False)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"haproxy did not listen within {START_TIMEOUT}s:\n{log.read_text()}", pytrace=False)

@@ -1,0 +1,227 @@
+"""A fleet: three replicas behind HAProxy, sharing one PostgreSQL, one bucket and one Redis.
+
+The replicas are ``python -m crow.serve`` processes with the same secret key and token signing key
+(each its own var directory, so no key file is shared by accident); HAProxy runs the shipped
+``deploy/haproxy.cfg`` (``tests.haproxy.render``: only addresses differ). skopeo pushes and pulls
+through HAProxy with authentication on. One replica is killed (SIGKILL, its whole process group, as
+a crashed host) in the middle of a large push, which skopeo's ``--retry-times`` completes; another
+is stopped (SIGTERM to its main process, as ``docker stop``) while a slow upload runs on it: the
+upload completes, new requests go to the others, and the process exits within its drain bound.
+
+Servers start once for the module (minutes otherwise); each test starts from three replicas that
+HAProxy sees UP, restarting any a previous test stopped. The module's rows are committed (the
+servers are other processes) and flushed at its end. PostgreSQL only: SQLite is one host's file.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin
+
+import boto3
+import pytest
+import requests
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+
+from registry.auth import robots
+from registry.auth.keys import generate_pem
+from registry.auth.models import DELETE, PULL, PUSH
+from tests import haproxy, ocilayout, processes, sharedcache
+from tests.s3server import S3Server, fresh_bucket
+from tests.server import REPOSITORIES, database_url, free_port, open_environment, started, stop
+from tests.skopeo import Skopeo
+
+pytestmark = [
+    pytest.mark.realserver,
+    # For pytest-django to create the test database; the module's own rows are committed apart.
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="replicas share PostgreSQL, not a SQLite file"),
+]
+
+MiB = 1024 * 1024
+LARGE_LAYER = 200 * MiB
+TIMEOUT = 60
+NAME = "team/app"
+ADMIN = ("fleet-admin", "fleet-admin-password")
+LOGIN_FAILURES = 3  # CROW_LOGIN_FAILURES: low, for the shared count to show in a few tries
+GRACEFUL_TIMEOUT = 10  # CROW_GRACEFUL_TIMEOUT, seconds: the drain bound
+HEALTHY_WITHIN = 20.0  # seconds for HAProxy to see a (re)started replica UP: rise 2, inter 2s
+
+
+@dataclass
+class Replica:
+    name: str  # HAProxy's server name
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen | None = None
+    url: str = ""
+
+    def start(self) -> None:
+        self.process, self.url = started(self.env, self.log)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class Fleet:
+    balancer: haproxy.Haproxy
+    replicas: list[Replica]
+    username: str
+    password: str
+    bucket: str
+    s3: S3Server
+    redis_prefix: str
+    victim: tuple[str, str]  # a robot whose logins the throttling test fails
+    stopped: list[Replica] = field(default_factory=list)
+
+    @property
+    def credentials(self) -> str:
+        return f"{self.username}:{self.password}"
+
+    def replica(self, name: str) -> Replica:
+        return next(replica for replica in self.replicas if replica.name == name)
+
+    def ensure_all_up(self) -> None:
+        for replica in self.replicas:
+            if not replica.running():
+                if replica.process is not None:
+                    stop(replica.process)
+                replica.start()
+        self.balancer.wait_for(
+            lambda servers: all(row["status"] == "UP" for row in servers.values()),
+            HEALTHY_WITHIN,
+            "every replica UP",
+        )
+
+    def token(self, replica: Replica) -> str:
+        response = requests.get(
+            f"{replica.url}/token",
+            params={"scope": f"repository:{NAME}:{PULL},{PUSH}"},
+            auth=(self.username, self.password),
+            timeout=TIMEOUT,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["token"]
+
+
+@pytest.fixture(scope="module")
+def fleet_accounts(django_db_setup: None, django_db_blocker) -> Iterator[dict[str, str]]:
+    """The robot skopeo logs in as, an administrator and a victim robot, committed; flushed at the end."""
+    with django_db_blocker.unblock():
+        owner = get_user_model().objects.create_superuser(ADMIN[0], email="", password=ADMIN[1])
+        robot, secret = robots.create(owner, "fleet", REPOSITORIES, frozenset({PULL, PUSH, DELETE}))
+        victim, victim_secret = robots.create(owner, "victim", REPOSITORIES, frozenset({PULL}))
+        try:
+            yield {
+                "username": robot.username,
+                "password": secret,
+                "victim": victim.username,
+                "victim_password": victim_secret,
+                "database_url": database_url(connection.settings_dict),
+            }
+        finally:
+            call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    require_client: Callable[[str], str],
+    fleet_accounts: dict[str, str],
+    s3_server: S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Fleet]:
+    haproxy_path = require_client("haproxy")
+    root = tmp_path_factory.mktemp("fleet")
+    with ExitStack() as stack:
+        bucket = stack.enter_context(fresh_bucket(s3_server))
+        prefix = stack.enter_context(sharedcache.key_prefix())
+        shared = {
+            **s3_server.environment(bucket),
+            "DATABASE_URL": fleet_accounts["database_url"],
+            "CROW_SECRET_KEY": os.urandom(32).hex(),
+            "CROW_TOKEN_KEY": generate_pem(),
+            "CROW_REDIS_URL": sharedcache.REDIS_URL,
+            "CROW_REDIS_KEY_PREFIX": prefix,
+            "CROW_AUTH_DISABLED": "0",
+            "CROW_TRUSTED_PROXIES": "127.0.0.1",
+            "CROW_LOGIN_FAILURES": str(LOGIN_FAILURES),
+            "CROW_GRACEFUL_TIMEOUT": f"{GRACEFUL_TIMEOUT}s",
+            "CROW_WORKERS": "1",
+            "CROW_THREADS": "4",
+        }
+        replicas = []
+        for number in (1, 2, 3):
+            directory = root / f"crow-{number}"  # its own var directory: no key file shared by accident
+            env = open_environment(directory, directory / "blobs", **shared)
+            replica = Replica(f"crow-{number}", env, root / f"crow-{number}.log")
+            replica.start()
+            stack.callback(lambda replica=replica: replica.process and stop(replica.process))
+            replicas.append(replica)
+        port = free_port()
+        config = root / "haproxy.cfg"
+        config.write_text(
+            haproxy.render(
+                haproxy.SHIPPED.read_text(),
+                f"127.0.0.1:{port}",
+                {replica.name: replica.env["CROW_BIND"] for replica in replicas},
+                root / "haproxy.sock",
+            )
+        )
+        balancer = stack.enter_context(haproxy.running(haproxy_path, config, port, root / "haproxy.log"))
+        yield Fleet(
+            balancer,
+            replicas,
+            fleet_accounts["username"],
+            fleet_accounts["password"],
+            bucket,
+            s3_server,
+            prefix,
+            (fleet_accounts["victim"], fleet_accounts["victim_password"]),
+        )
+
+
+@pytest.fixture
+def up(fleet: Fleet) -> Fleet:
+    """The fleet with every replica running and UP in HAProxy's eyes."""
+    fleet.ensure_all_up()
+    return fleet
+
+
+@pytest.fixture(scope="module")
+def skopeo(require_client: Callable[[str], str], fleet: Fleet) -> Skopeo:
+    return Skopeo(require_client("skopeo"), creds=fleet.credentials)
+
+
+def served_by(balancer: haproxy.Haproxy, marker: str) -> list[str]:
+    """The replicas that answered the requests whose log line holds ``marker``, from HAProxy's log."""
+    return [
+        line.split(" crow/", 1)[1].split(" ", 1)[0]
+        for line in balancer.log.read_text().splitlines()
+        if marker in line and " crow/" in line
+    ]
+
+
+def test_it_round_trips_a_multi_platform_image_through_the_load_balancer(
+    up: Fleet, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    digest = ocilayout.write_index(tmp_path / "in", "multi")
+    reference = f"{up.balancer.host}/{NAME}:multi"
+
+    skopeo.push(tmp_path / "in", "multi", reference, "--all")
+    assert skopeo.manifest_digest(reference) == digest
+
+    skopeo.pull(reference, tmp_path / "out", "multi", "--all")
+    assert ocilayout.tagged(tmp_path / "out", "multi") == digest
+    assert ocilayout.blobs(tmp_path / "out") == ocilayout.blobs(tmp_path / "in")
+    # Round-robin: the push's and pull's requests went to every replica.
+    assert set(served_by(up.balancer, f"/v2/{NAME}/")) == {"crow-1", "crow-2", "crow-3"}
