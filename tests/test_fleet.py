@@ -225,3 +225,59 @@ def test_it_round_trips_a_multi_platform_image_through_the_load_balancer(
     assert ocilayout.blobs(tmp_path / "out") == ocilayout.blobs(tmp_path / "in")
     # Round-robin: the push's and pull's requests went to every replica.
     assert set(served_by(up.balancer, f"/v2/{NAME}/")) == {"crow-1", "crow-2", "crow-3"}
+
+
+def uploaded_parts(s3: S3Server, bucket: str) -> int:
+    """Parts the bucket holds of multipart uploads in progress: how far a large push has come."""
+    client = s3.client()
+    uploads = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return sum(
+        len(client.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]).get("Parts", []))
+        for upload in uploads
+    )
+
+
+# How a push broken by a dead replica ends, as skopeo 1.9.3 reports it. Its --retry-times retries
+# only errors containers/common 0.50 calls transient (a refused or reset connection, an OCI error
+# body): HAProxy closes the client's connection when the replica holding a request dies, and skopeo
+# sees a broken pipe (or its own closed socket) while still sending the layer, which it does not retry.
+BROKEN_UPLOAD = ("broken pipe", "use of closed network connection", "connection reset by peer", "EOF")
+
+
+def test_a_large_push_survives_a_replica_killed_in_its_middle(
+    up: Fleet, skopeo: Skopeo, tmp_path: Path
+) -> None:
+    digest = ocilayout.write_large_image(tmp_path / "in", "large", LARGE_LAYER)
+    reference = f"{up.balancer.host}/{NAME}:large"
+    command = skopeo.command(*skopeo.push_arguments(tmp_path / "in", "large", reference, "--retry-times=3"))
+    output = tmp_path / "skopeo.log"
+    began = time.monotonic()
+    with open(output, "wb") as log:
+        push = processes.spawn(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # Under way: a few 5 MiB parts are in the bucket, and one replica holds the upload's connection.
+        deadline = time.monotonic() + TIMEOUT
+        while uploaded_parts(up.s3, up.bucket) < 3:
+            assert push.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, "the upload never got under way"
+            time.sleep(0.05)
+        (holder,) = [name for name, row in up.balancer.servers().items() if int(row["scur"]) > 0]
+        os.killpg(up.replica(holder).process.pid, signal.SIGKILL)  # the whole replica, as a crashed host
+        killed = time.monotonic() - began
+        push.wait(TIMEOUT * 3)
+    finally:
+        stop(push)
+    first = output.read_text()
+    if push.returncode != 0:  # the client's retry: the job runs the push again, on the replicas left
+        assert "writing blob" in first and any(error in first for error in BROKEN_UPLOAD), first
+        result = processes.run(command, capture_output=True, timeout=TIMEOUT * 3)
+        assert result.returncode == 0, result.stderr.decode()
+    elapsed = time.monotonic() - began
+    print(f"\n{LARGE_LAYER // MiB} MiB push: {elapsed:.1f}s, {holder} killed at {killed:.1f}s, "
+          f"skopeo {'completed' if push.returncode == 0 else 'failed, then a second run completed'}:\n{first}")
+
+    skopeo.pull(reference, tmp_path / "out", "large")
+    assert ocilayout.tagged(tmp_path / "out", "large") == digest
+    for path in (tmp_path / "in" / "blobs" / "sha256").iterdir():
+        with open(tmp_path / "out" / "blobs" / "sha256" / path.name, "rb") as pulled:
+            assert hashlib.file_digest(pulled, "sha256").hexdigest() == path.name
