@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "deploy" / "haproxy.cfg"
 START_TIMEOUT = 10.0
 
+
 def render(shipped: str, bind: str, servers: dict[str, str], stats_socket: Path) -> str:
     """The shipped configuration with the frontend at ``bind`` and ``servers`` (name: host:port)."""
     text = _substitute(r"^resolvers docker\n(?:[ \t]+.*\n)+\n?", "", shipped)
@@ -60,10 +61,13 @@ class Haproxy:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
+    def stats(self) -> list[dict[str, str]]:
+        """``show stat``: a row per frontend, backend and server (``svname``, ``status``, ``scur``...)."""
+        return list(csv.DictReader(self.command("show stat").removeprefix("# ").splitlines()))
+
     def servers(self) -> dict[str, dict[str, str]]:
         """The backend's servers by name: ``status`` (UP, DOWN...), ``scur`` (connections now)..."""
-        rows = csv.DictReader(self.command("show stat").removeprefix("# ").splitlines())
-        return {row["svname"]: row for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
+        return {row["svname"]: row for row in self.stats() if row["svname"] not in ("FRONTEND", "BACKEND")}
 
     def wait_for(self, condition, timeout: float, what: str) -> dict[str, dict[str, str]]:
         """Poll ``servers()`` until ``condition(servers)`` holds; fail naming ``what`` otherwise."""
@@ -83,21 +87,27 @@ def running(path: str, config: Path, port: int, log: Path) -> Iterator[Haproxy]:
     with open(log, "wb") as output:
         process = spawn([path, "-db", "-f", str(config)], stdout=output, stderr=subprocess.STDOUT)
     try:
-        _wait_until_listening(process, port, log)
         stats = Path(re.search(r"stats socket (\S+)", config.read_text())[1])
-        yield Haproxy(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", log, stats)
+        balancer = Haproxy(f"http://127.0.0.1:{port}", f"127.0.0.1:{port}", log, stats)
+        _wait_until_open(process, balancer)
+        yield balancer
     finally:
         stop(process)
 
 
-def _wait_until_listening(process: subprocess.Popen, port: int, log: Path) -> None:
+def _wait_until_open(process: subprocess.Popen, balancer: Haproxy) -> None:
+    """Until the stats socket answers and says the frontend is open (no probe in the access log)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"haproxy exited with {process.returncode}:\n{log.read_text()}", pytrace=False)
+            pytest.fail(
+                f"haproxy exited with {process.returncode}:\n{balancer.log.read_text()}", pytrace=False
+            )
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            frontends = [row for row in balancer.stats() if row["svname"] == "FRONTEND"]
+        except OSError:  # the socket is not there yet
+            frontends = []
+        if frontends and all(row["status"] == "OPEN" for row in frontends):
             return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"haproxy did not listen within {START_TIMEOUT}s:\n{log.read_text()}", pytrace=False)
+        time.sleep(0.05)
+    pytest.fail(f"haproxy did not start within {START_TIMEOUT}s:\n{balancer.log.read_text()}", pytrace=False)

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
 
-import boto3
 import pytest
 import requests
 from django.contrib.auth import get_user_model
@@ -44,7 +43,9 @@ pytestmark = [
     pytest.mark.realserver,
     # For pytest-django to create the test database; the module's own rows are committed apart.
     pytest.mark.django_db,
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="replicas share PostgreSQL, not a SQLite file"),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="replicas share PostgreSQL, not a SQLite file"
+    ),
 ]
 
 MiB = 1024 * 1024
@@ -273,11 +274,77 @@ def test_a_large_push_survives_a_replica_killed_in_its_middle(
         result = processes.run(command, capture_output=True, timeout=TIMEOUT * 3)
         assert result.returncode == 0, result.stderr.decode()
     elapsed = time.monotonic() - began
-    print(f"\n{LARGE_LAYER // MiB} MiB push: {elapsed:.1f}s, {holder} killed at {killed:.1f}s, "
-          f"skopeo {'completed' if push.returncode == 0 else 'failed, then a second run completed'}:\n{first}")
+    print(
+        f"\n{LARGE_LAYER // MiB} MiB push: {elapsed:.1f}s, {holder} killed at {killed:.1f}s, "
+        f"skopeo {'completed' if push.returncode == 0 else 'failed, then a second run completed'}:\n{first}"
+    )
 
     skopeo.pull(reference, tmp_path / "out", "large")
     assert ocilayout.tagged(tmp_path / "out", "large") == digest
     for path in (tmp_path / "in" / "blobs" / "sha256").iterdir():
         with open(tmp_path / "out" / "blobs" / "sha256" / path.name, "rb") as pulled:
             assert hashlib.file_digest(pulled, "sha256").hexdigest() == path.name
+
+
+def slow_body(total: int, pieces: int, pause: float, under_way: threading.Event) -> Iterator[bytes]:
+    """``total`` bytes in ``pieces``, ``pause`` seconds apart; ``under_way`` is set after the first."""
+    piece = total // pieces
+    for number in range(pieces):
+        yield bytes([number % 256]) * piece
+        under_way.set()
+        time.sleep(pause)
+
+
+def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_take_new_requests(
+    up: Fleet,
+) -> None:
+    draining = up.replica("crow-2")
+    bearer = {"Authorization": f"Bearer {up.token(draining)}"}
+    started_upload = requests.post(
+        f"{draining.url}/v2/{NAME}/blobs/uploads/", headers=bearer, timeout=TIMEOUT
+    )
+    assert started_upload.status_code == 202, started_upload.text
+    total, pieces = 4 * MiB, 16
+    under_way = threading.Event()
+    answers: list[requests.Response] = []
+
+    def send() -> None:  # straight to the replica: the request in flight when it is told to stop
+        answers.append(
+            requests.patch(
+                urljoin(draining.url, started_upload.headers["Location"]),
+                data=slow_body(total, pieces, 0.25, under_way),  # about 4 s
+                headers={**bearer, "Content-Type": "application/octet-stream"},
+                timeout=TIMEOUT,
+            )
+        )
+
+    upload = threading.Thread(target=send)
+    upload.start()
+    assert under_way.wait(TIMEOUT)
+    draining.process.send_signal(signal.SIGTERM)  # to the main process, as `docker stop` does
+    signalled = time.monotonic()
+    probes = []  # new requests through HAProxy while the replica drains
+    while upload.is_alive():
+        probes.append(requests.get(f"{up.balancer.url}/v2/?probe=drain", headers=bearer, timeout=TIMEOUT))
+        time.sleep(0.1)
+    upload.join()
+    draining.process.wait(GRACEFUL_TIMEOUT + 5)
+    exited = time.monotonic() - signalled
+
+    (answer,) = answers
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["Range"] == f"0-{total - 1}"
+    assert draining.process.returncode == 0
+    assert exited < GRACEFUL_TIMEOUT  # it left once its request was answered, not at the bound
+    assert len(probes) > 10 and {probe.status_code for probe in probes} == {200}
+    assert set(served_by(up.balancer, "?probe=drain")) == {"crow-1", "crow-3"}
+    up.balancer.wait_for(lambda servers: servers["crow-2"]["status"].startswith("DOWN"), 10, "crow-2 DOWN")
+    # The other replicas finish the upload the stopped one took.
+    data = b"".join(chunk for chunk in slow_body(total, pieces, 0, threading.Event()))
+    finished = requests.put(
+        urljoin(up.balancer.url, answer.headers["Location"]),
+        params={"digest": "sha256:" + hashlib.sha256(data).hexdigest()},
+        headers=bearer,
+        timeout=TIMEOUT,
+    )
+    assert finished.status_code == 201, finished.text
