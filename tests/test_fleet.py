@@ -348,3 +348,72 @@ def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_tak
         timeout=TIMEOUT,
     )
     assert finished.status_code == 201, finished.text
+
+
+def test_a_token_from_one_replica_is_taken_by_the_others(up: Fleet) -> None:
+    issuer, *others = up.replicas
+    token = up.token(issuer)
+    for replica in others:
+        answer = requests.get(
+            f"{replica.url}/v2/", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT
+        )
+        assert answer.status_code == 200, answer.text
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")  # the signature checked
+    refused = requests.get(
+        f"{others[0].url}/v2/", headers={"Authorization": f"Bearer {forged}"}, timeout=TIMEOUT
+    )
+    assert refused.status_code == 401
+
+
+def admin_login(replica: Replica) -> requests.Session:
+    """A browser's session, logged in at one replica's ``/admin/login/``."""
+    browser = requests.Session()
+    form = browser.get(f"{replica.url}/admin/login/", timeout=TIMEOUT)
+    assert form.status_code == 200
+    answer = browser.post(
+        f"{replica.url}/admin/login/?next=/admin/",
+        data={
+            "username": ADMIN[0],
+            "password": ADMIN[1],
+            "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+            "next": "/admin/",
+        },
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 302 and answer.headers["Location"] == "/admin/", answer.text
+    return browser
+
+
+def test_an_admin_session_from_one_replica_works_on_the_others(up: Fleet) -> None:
+    first, *others = up.replicas
+    browser = admin_login(first)
+    for replica in others:
+        page = browser.get(f"{replica.url}/admin/", allow_redirects=False, timeout=TIMEOUT)
+        assert page.status_code == 200
+        assert ADMIN[0] in page.text  # "Welcome, fleet-admin"
+    anonymous = requests.get(f"{others[0].url}/admin/", allow_redirects=False, timeout=TIMEOUT)
+    assert anonymous.status_code == 302  # to the login page: the session made the difference
+
+
+def test_failed_logins_add_up_across_replicas_in_redis(up: Fleet) -> None:
+    import redis
+
+    username, secret = up.victim
+
+    def login(replica: Replica, password: str) -> int:
+        return requests.get(
+            f"{replica.url}/token",
+            params={"scope": f"repository:{NAME}:{PULL}"},
+            auth=(username, password),
+            timeout=TIMEOUT,
+        ).status_code
+
+    assert [login(replica, "wrong") for replica in up.replicas[:LOGIN_FAILURES]] == [401] * LOGIN_FAILURES
+    # Each replica saw fewer failures than the limit; together they reached it.
+    assert {login(replica, secret) for replica in up.replicas} == {429}
+    client = redis.Redis.from_url(sharedcache.REDIS_URL)
+    try:
+        assert list(client.scan_iter(match=f"{up.redis_prefix}:*"))  # counted there, not per process
+    finally:
+        client.close()
