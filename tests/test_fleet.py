@@ -4,7 +4,8 @@ The replicas are ``python -m crow.serve`` processes with the same secret key and
 (each its own var directory, so no key file is shared by accident); HAProxy runs the shipped
 ``deploy/haproxy.cfg`` (``tests.haproxy.render``: only addresses differ). skopeo pushes and pulls
 through HAProxy with authentication on. One replica is killed (SIGKILL, its whole process group, as
-a crashed host) in the middle of a large push, which skopeo's ``--retry-times`` completes; another
+a crashed host) in the middle of a large push, which the client's retry completes (skopeo's
+``--retry-times`` if it takes the error for transient, else a second run, as a CI job retries); another
 is stopped (SIGTERM to its main process, as ``docker stop``) while a slow upload runs on it: the
 upload completes, new requests go to the others, and the process exits within its drain bound.
 
@@ -16,12 +17,13 @@ servers are other processes) and flushed at its end. PostgreSQL only: SQLite is 
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -83,7 +85,6 @@ class Fleet:
     s3: S3Server
     redis_prefix: str
     victim: tuple[str, str]  # a robot whose logins the throttling test fails
-    stopped: list[Replica] = field(default_factory=list)
 
     @property
     def credentials(self) -> str:
@@ -135,13 +136,17 @@ def fleet_accounts(django_db_setup: None, django_db_blocker) -> Iterator[dict[st
 
 
 @pytest.fixture(scope="module")
+def haproxy_path(require_client: Callable[[str], str]) -> str:
+    return require_client("haproxy")
+
+
+@pytest.fixture(scope="module")
 def fleet(
-    require_client: Callable[[str], str],
+    haproxy_path: str,  # first: without haproxy, nothing else starts
     fleet_accounts: dict[str, str],
     s3_server: S3Server,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Fleet]:
-    haproxy_path = require_client("haproxy")
     root = tmp_path_factory.mktemp("fleet")
     with ExitStack() as stack:
         bucket = stack.enter_context(fresh_bucket(s3_server))
@@ -262,8 +267,10 @@ def test_a_large_push_survives_a_replica_killed_in_its_middle(
             assert push.poll() is None, output.read_text()
             assert time.monotonic() < deadline, "the upload never got under way"
             time.sleep(0.05)
-        (holder,) = [name for name, row in up.balancer.servers().items() if int(row["scur"]) > 0]
-        os.killpg(up.replica(holder).process.pid, signal.SIGKILL)  # the whole replica, as a crashed host
+        holders = [name for name, row in up.balancer.servers().items() if int(row["scur"]) > 0]
+        assert holders, up.balancer.servers()
+        for holder in holders:  # the whole replica, as a crashed host
+            os.killpg(up.replica(holder).process.pid, signal.SIGKILL)
         killed = time.monotonic() - began
         push.wait(TIMEOUT * 3)
     finally:
@@ -275,7 +282,7 @@ def test_a_large_push_survives_a_replica_killed_in_its_middle(
         assert result.returncode == 0, result.stderr.decode()
     elapsed = time.monotonic() - began
     print(
-        f"\n{LARGE_LAYER // MiB} MiB push: {elapsed:.1f}s, {holder} killed at {killed:.1f}s, "
+        f"\n{LARGE_LAYER // MiB} MiB push: {elapsed:.1f}s, {', '.join(holders)} killed at {killed:.1f}s, "
         f"skopeo {'completed' if push.returncode == 0 else 'failed, then a second run completed'}:\n{first}"
     )
 
@@ -293,6 +300,19 @@ def slow_body(total: int, pieces: int, pause: float, under_way: threading.Event)
         yield bytes([number % 256]) * piece
         under_way.set()
         time.sleep(pause)
+
+
+def wait_until_refused(replica: Replica, timeout: float = 5.0) -> None:
+    """Until the replica's port refuses connections: its listening socket is closed."""
+    host, port = replica.env["CROW_BIND"].rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, f"{replica.name} still listens {timeout}s after SIGTERM"
+        time.sleep(0.02)
 
 
 def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_take_new_requests(
@@ -323,6 +343,8 @@ def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_tak
     assert under_way.wait(TIMEOUT)
     draining.process.send_signal(signal.SIGTERM)  # to the main process, as `docker stop` does
     signalled = time.monotonic()
+    wait_until_refused(draining)  # it stopped listening, its upload still running
+    assert upload.is_alive()
     probes = []  # new requests through HAProxy while the replica drains
     while upload.is_alive():
         probes.append(requests.get(f"{up.balancer.url}/v2/?probe=drain", headers=bearer, timeout=TIMEOUT))
