@@ -52,6 +52,16 @@ class Skopeo:
             f"oci:{layout}:{tag}",
         )
 
+    def round_trip(self, layout: Path, tag: str, digest: str, reference: str, *options: str) -> None:
+        """Push ``layout:tag`` (top-level manifest ``digest``) to ``reference`` and pull it back beside
+        ``layout``: the registry serves the same digest, and every blob comes back byte for byte."""
+        self.push(layout, tag, reference, *options)
+        assert self.manifest_digest(reference) == digest
+        pulled = layout.with_name(f"{layout.name}-pulled")
+        self.pull(reference, pulled, tag, *options)
+        assert ocilayout.tagged(pulled, tag) == digest
+        assert ocilayout.blobs(pulled) == ocilayout.blobs(layout)
+
     def manifest_digest(self, reference: str) -> str:
         """The digest of the manifest bytes the registry serves for ``reference``."""
         raw = self.run(
