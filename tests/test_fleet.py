@@ -64,12 +64,14 @@ HEALTHY_WITHIN = 20.0  # seconds for HAProxy to see a (re)started replica UP: ri
 class Replica:
     name: str  # HAProxy's server name
     env: dict[str, str]
-    log: Path
+    logs: Path  # a log per start: crow-1.1.log, crow-1.2.log after a restart...
     process: subprocess.Popen | None = None
     url: str = ""
+    starts: int = 0
 
     def start(self) -> None:
-        self.process, self.url = started(self.env, self.log)
+        self.starts += 1
+        self.process, self.url = started(self.env, self.logs / f"{self.name}.{self.starts}.log")
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -169,7 +171,7 @@ def fleet(
         for number in (1, 2, 3):
             directory = root / f"crow-{number}"  # its own var directory: no key file shared by accident
             env = open_environment(directory, directory / "blobs", **shared)
-            replica = Replica(f"crow-{number}", env, root / f"crow-{number}.log")
+            replica = Replica(f"crow-{number}", env, root)
             replica.start()
             stack.callback(lambda replica=replica: replica.process and stop(replica.process))
             replicas.append(replica)
