@@ -16,6 +16,7 @@ servers are other processes) and flushed at its end. PostgreSQL only: SQLite is 
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -210,12 +211,17 @@ def skopeo(require_client: Callable[[str], str], fleet: Fleet) -> Skopeo:
     return Skopeo(require_client("skopeo"), creds=fleet.credentials)
 
 
-def served_by(balancer: haproxy.Haproxy, marker: str) -> list[str]:
-    """The replicas that answered the requests whose log line holds ``marker``, from HAProxy's log."""
+# An `option httplog` line: ... backend/server Tq/Tw/Tc/Tr/Tt status bytes ... actconn/feconn/beconn/
+# srv_conn/retries ...; retries begin with "+" when the request was redispatched to another server.
+HTTPLOG = re.compile(r" crow/(?P<server>\S+) .* \d+/\d+/\d+/\d+/(?P<retries>\+?\d+) ")
+
+
+def served_by(balancer: haproxy.Haproxy, marker: str) -> list[tuple[str, str]]:
+    """Who answered the requests whose log line holds ``marker`` (HAProxy's log): (replica, retries)."""
     return [
-        line.split(" crow/", 1)[1].split(" ", 1)[0]
+        (match["server"], match["retries"])
         for line in balancer.log.read_text().splitlines()
-        if marker in line and " crow/" in line
+        if marker in line and (match := HTTPLOG.search(line))
     ]
 
 
@@ -225,7 +231,7 @@ def test_it_round_trips_a_multi_platform_image_through_the_load_balancer(
     digest = ocilayout.write_index(tmp_path / "in", "multi")
     skopeo.round_trip(tmp_path / "in", "multi", digest, f"{up.balancer.host}/{NAME}:multi", "--all")
     # Round-robin: the push's and pull's requests went to every replica.
-    assert set(served_by(up.balancer, f"/v2/{NAME}/")) == {"crow-1", "crow-2", "crow-3"}
+    assert {server for server, _ in served_by(up.balancer, f"/v2/{NAME}/")} == {"crow-1", "crow-2", "crow-3"}
 
 
 def uploaded_parts(s3: S3Server, bucket: str) -> int:
@@ -354,7 +360,10 @@ def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_tak
     assert draining.process.returncode == 0
     assert exited < GRACEFUL_TIMEOUT  # it left once its request was answered, not at the bound
     assert len(probes) > 10 and {probe.status_code for probe in probes} == {200}
-    assert set(served_by(up.balancer, "?probe=drain")) == {"crow-1", "crow-3"}
+    served = served_by(up.balancer, "?probe=drain")
+    assert {server for server, _ in served} == {"crow-1", "crow-3"}
+    # Until HAProxy's checks took crow-2 out, its turns were refused and sent elsewhere (redispatch).
+    assert any(retries.startswith("+") for _, retries in served), served
     up.balancer.wait_for(lambda servers: servers["crow-2"]["status"].startswith("DOWN"), 10, "crow-2 DOWN")
     # The other replicas finish the upload the stopped one took.
     data = b"".join(chunk for chunk in slow_body(total, pieces, 0, threading.Event()))
