@@ -18,7 +18,13 @@ from pytest_django.fixtures import Settings
 
 # Helper modules assert too; rewrite them (before importing them) for pytest's messages.
 pytest.register_assert_rewrite(
-    "tests.processes", "tests.server", "tests.s3server", "tests.skopeo", "tests.ocilayout"
+    "tests.processes",
+    "tests.server",
+    "tests.s3server",
+    "tests.skopeo",
+    "tests.ocilayout",
+    "tests.haproxy",
+    "tests.fleet",
 )
 
 from tests.receiver import receiver  # noqa: E402, F401 - the webhook receiver fixture

@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "deploy" / "haproxy.cfg"
 START_TIMEOUT = 10.0
 
+# An `option httplog` line: ... backend/server Tq/Tw/Tc/Tr/Tt status bytes ... actconn/feconn/beconn/
+# srv_conn/retries ...; retries begin with "+" when the request was redispatched to another server.
+HTTPLOG = re.compile(r" crow/(?P<server>\S+) .* \d+/\d+/\d+/\d+/(?P<retries>\+?\d+) ")
+
 
 def render(shipped: str, bind: str, servers: dict[str, str], stats_socket: Path) -> str:
     """The shipped configuration with the frontend at ``bind`` and ``servers`` (name: host:port)."""
@@ -68,6 +72,14 @@ class Haproxy:
     def servers(self) -> dict[str, dict[str, str]]:
         """The backend's servers by name: ``status`` (UP, DOWN...), ``scur`` (connections now)..."""
         return {row["svname"]: row for row in self.stats() if row["svname"] not in ("FRONTEND", "BACKEND")}
+
+    def served_by(self, marker: str) -> list[tuple[str, str]]:
+        """Who answered the requests whose log line holds ``marker``: (server, retries) per request."""
+        return [
+            (match["server"], match["retries"])
+            for line in self.log.read_text().splitlines()
+            if marker in line and (match := HTTPLOG.search(line))
+        ]
 
     def wait_for(self, condition, timeout: float, what: str) -> dict[str, dict[str, str]]:
         """Poll ``servers()`` until ``condition(servers)`` holds; fail naming ``what`` otherwise."""

@@ -16,15 +16,12 @@ servers are other processes) and flushed at its end. PostgreSQL only: SQLite is 
 
 import hashlib
 import os
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -38,8 +35,9 @@ from registry.auth import robots
 from registry.auth.keys import generate_pem
 from registry.auth.models import DELETE, PULL, PUSH
 from tests import haproxy, ocilayout, processes, sharedcache
+from tests.fleet import Fleet, Replica
 from tests.s3server import S3Server, fresh_bucket
-from tests.server import REPOSITORIES, database_url, free_port, open_environment, started, stop
+from tests.server import REPOSITORIES, database_url, free_port, open_environment, stop
 from tests.skopeo import Skopeo
 
 pytestmark = [
@@ -58,65 +56,6 @@ NAME = "team/app"
 ADMIN = ("fleet-admin", "fleet-admin-password")
 LOGIN_FAILURES = 3  # CROW_LOGIN_FAILURES: low, for the shared count to show in a few tries
 GRACEFUL_TIMEOUT = 10  # CROW_GRACEFUL_TIMEOUT, seconds: the drain bound
-HEALTHY_WITHIN = 20.0  # seconds for HAProxy to see a (re)started replica UP: rise 2, inter 2s
-
-
-@dataclass
-class Replica:
-    name: str  # HAProxy's server name
-    env: dict[str, str]
-    logs: Path  # a log per start: crow-1.1.log, crow-1.2.log after a restart...
-    process: subprocess.Popen | None = None
-    url: str = ""
-    starts: int = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.process, self.url = started(self.env, self.logs / f"{self.name}.{self.starts}.log")
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-
-@dataclass
-class Fleet:
-    balancer: haproxy.Haproxy
-    replicas: list[Replica]
-    username: str
-    password: str
-    bucket: str
-    s3: S3Server
-    redis_prefix: str
-    victim: tuple[str, str]  # a robot whose logins the throttling test fails
-
-    @property
-    def credentials(self) -> str:
-        return f"{self.username}:{self.password}"
-
-    def replica(self, name: str) -> Replica:
-        return next(replica for replica in self.replicas if replica.name == name)
-
-    def ensure_all_up(self) -> None:
-        for replica in self.replicas:
-            if not replica.running():
-                if replica.process is not None:
-                    stop(replica.process)
-                replica.start()
-        self.balancer.wait_for(
-            lambda servers: all(row["status"] == "UP" for row in servers.values()),
-            HEALTHY_WITHIN,
-            "every replica UP",
-        )
-
-    def token(self, replica: Replica) -> str:
-        response = requests.get(
-            f"{replica.url}/token",
-            params={"scope": f"repository:{NAME}:{PULL},{PUSH}"},
-            auth=(self.username, self.password),
-            timeout=TIMEOUT,
-        )
-        assert response.status_code == 200, response.text
-        return response.json()["token"]
 
 
 @pytest.fixture(scope="module")
@@ -211,27 +150,13 @@ def skopeo(require_client: Callable[[str], str], fleet: Fleet) -> Skopeo:
     return Skopeo(require_client("skopeo"), creds=fleet.credentials)
 
 
-# An `option httplog` line: ... backend/server Tq/Tw/Tc/Tr/Tt status bytes ... actconn/feconn/beconn/
-# srv_conn/retries ...; retries begin with "+" when the request was redispatched to another server.
-HTTPLOG = re.compile(r" crow/(?P<server>\S+) .* \d+/\d+/\d+/\d+/(?P<retries>\+?\d+) ")
-
-
-def served_by(balancer: haproxy.Haproxy, marker: str) -> list[tuple[str, str]]:
-    """Who answered the requests whose log line holds ``marker`` (HAProxy's log): (replica, retries)."""
-    return [
-        (match["server"], match["retries"])
-        for line in balancer.log.read_text().splitlines()
-        if marker in line and (match := HTTPLOG.search(line))
-    ]
-
-
 def test_it_round_trips_a_multi_platform_image_through_the_load_balancer(
     up: Fleet, skopeo: Skopeo, tmp_path: Path
 ) -> None:
     digest = ocilayout.write_index(tmp_path / "in", "multi")
     skopeo.round_trip(tmp_path / "in", "multi", digest, f"{up.balancer.host}/{NAME}:multi", "--all")
     # Round-robin: the push's and pull's requests went to every replica.
-    assert {server for server, _ in served_by(up.balancer, f"/v2/{NAME}/")} == {"crow-1", "crow-2", "crow-3"}
+    assert {server for server, _ in up.balancer.served_by(f"/v2/{NAME}/")} == {"crow-1", "crow-2", "crow-3"}
 
 
 def uploaded_parts(s3: S3Server, bucket: str) -> int:
@@ -303,24 +228,11 @@ def slow_body(total: int, pieces: int, pause: float, under_way: threading.Event)
         time.sleep(pause)
 
 
-def wait_until_refused(replica: Replica, timeout: float = 5.0) -> None:
-    """Until the replica's port refuses connections: its listening socket is closed."""
-    host, port = replica.env["CROW_BIND"].rsplit(":", 1)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-        except ConnectionRefusedError:
-            return
-        assert time.monotonic() < deadline, f"{replica.name} still listens {timeout}s after SIGTERM"
-        time.sleep(0.02)
-
-
 def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_take_new_requests(
     up: Fleet,
 ) -> None:
     draining = up.replica("crow-2")
-    bearer = {"Authorization": f"Bearer {up.token(draining)}"}
+    bearer = {"Authorization": f"Bearer {up.token(draining, NAME)}"}
     started_upload = requests.post(
         f"{draining.url}/v2/{NAME}/blobs/uploads/", headers=bearer, timeout=TIMEOUT
     )
@@ -344,7 +256,7 @@ def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_tak
     assert under_way.wait(TIMEOUT)
     draining.process.send_signal(signal.SIGTERM)  # to the main process, as `docker stop` does
     signalled = time.monotonic()
-    wait_until_refused(draining)  # it stopped listening, its upload still running
+    draining.wait_until_refused()  # it stopped listening, its upload still running
     assert upload.is_alive()
     probes = []  # new requests through HAProxy while the replica drains
     while upload.is_alive():
@@ -360,7 +272,7 @@ def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_tak
     assert draining.process.returncode == 0
     assert exited < GRACEFUL_TIMEOUT  # it left once its request was answered, not at the bound
     assert len(probes) > 10 and {probe.status_code for probe in probes} == {200}
-    served = served_by(up.balancer, "?probe=drain")
+    served = up.balancer.served_by("?probe=drain")
     assert {server for server, _ in served} == {"crow-1", "crow-3"}
     # Until HAProxy's checks took crow-2 out, its turns were refused and sent elsewhere (redispatch).
     assert any(retries.startswith("+") for _, retries in served), served
@@ -378,7 +290,7 @@ def test_a_replica_stopped_with_sigterm_finishes_its_upload_while_the_others_tak
 
 def test_a_token_from_one_replica_is_taken_by_the_others(up: Fleet) -> None:
     issuer, *others = up.replicas
-    token = up.token(issuer)
+    token = up.token(issuer, NAME)
     for replica in others:
         answer = requests.get(
             f"{replica.url}/v2/", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT
