@@ -18,7 +18,13 @@ from pytest_django.fixtures import Settings
 
 # Helper modules assert too; rewrite them (before importing them) for pytest's messages.
 pytest.register_assert_rewrite(
-    "tests.processes", "tests.server", "tests.s3server", "tests.skopeo", "tests.ocilayout"
+    "tests.processes",
+    "tests.server",
+    "tests.s3server",
+    "tests.skopeo",
+    "tests.ocilayout",
+    "tests.haproxy",
+    "tests.fleet",
 )
 
 from tests.receiver import receiver  # noqa: E402, F401 - the webhook receiver fixture
@@ -26,6 +32,8 @@ from tests.server import Server  # noqa: E402
 from tests.skopeo import Skopeo  # noqa: E402
 
 pytest_plugins = ["tests.processes", "tests.server", "tests.s3server"]
+
+SYSTEM_BINARIES = "/usr/sbin:/sbin"  # not on a non-root user's PATH
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -79,10 +87,12 @@ def _missing(what: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def require_client() -> Callable[[str], str]:
-    """``require_client("skopeo")``: the executable's path, or skip (fail in CI) without it."""
+    """``require_client("skopeo")``: the executable's path, or skip (fail in CI) without it.
+
+    Daemons such as haproxy are in /usr/sbin, on root's PATH only: looked for there too."""
 
     def find(name: str) -> str:
-        path = shutil.which(name)
+        path = shutil.which(name) or shutil.which(name, path=SYSTEM_BINARIES)
         if path is None:
             _missing(f"the {name} executable")
         return path

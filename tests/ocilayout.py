@@ -103,6 +103,59 @@ def write_image(layout: Path, tag: str, layer_sizes: tuple[int, ...] = (300_000,
     return _write_layout(layout, tag, descriptor)
 
 
+def write_large_image(layout: Path, tag: str, size: int) -> str:
+    """A single-platform image whose one layer holds ``size`` random bytes, streamed to disk (never
+    whole in memory): a gzip at level 0 (random bytes do not compress; stored blocks cost no CPU)."""
+    layout.mkdir(parents=True, exist_ok=True)
+    partial = layout / "layer.partial"
+    with open(partial, "wb") as file, gzip.GzipFile(fileobj=file, mode="wb", compresslevel=0, mtime=0) as gz:
+        uncompressed = _Hashing(gz)
+        with tarfile.open(fileobj=uncompressed, mode="w|") as tar:
+            info = tarfile.TarInfo("data/large.bin")
+            info.size = size
+            tar.addfile(info, _RandomBytes())
+    with open(partial, "rb") as file:
+        digest = "sha256:" + hashlib.file_digest(file, "sha256").hexdigest()
+    path = blob_path(layout, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial.rename(path)
+    layer = {"mediaType": OCI_LAYER, "digest": digest, "size": path.stat().st_size}
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [uncompressed.digest()]},
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": _store(layout, canonical(config), OCI_CONFIG),
+        "layers": [layer],
+    }
+    return _write_layout(layout, tag, _store(layout, canonical(manifest), OCI_MANIFEST))
+
+
+class _RandomBytes:
+    """A file of random bytes without end, for ``tarfile`` to copy from."""
+
+    def read(self, size: int) -> bytes:
+        return os.urandom(size)
+
+
+class _Hashing:
+    """A writer that hashes what passes through it to ``target``: a layer's diff id as it is written."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return self.target.write(data)
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
 def write_index(layout: Path, tag: str) -> str:
     layout.mkdir(parents=True, exist_ok=True)
     manifests = [_manifest(layout, architecture, (80_000, 20_000)) for architecture in ("amd64", "arm64")]

@@ -240,14 +240,24 @@ def server(env: dict[str, str], output: IO[bytes]) -> subprocess.Popen:
     )
 
 
-@contextmanager
-def running(env: dict[str, str], log: Path) -> Iterator[str]:
-    """A server with ``env`` (``CROW_BIND`` says where) until the block ends; yields its URL."""
+def started(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """A server with ``env`` (``CROW_BIND`` says where), answering: its process (``stop`` it) and URL."""
     with open(log, "wb") as output:
         process = server(env, output)
     try:
         url = f"{'https' if env.get('CROW_TLS_CERT') else 'http'}://{env['CROW_BIND']}"
         _wait_until_ready(process, url, log)
+    except BaseException:
+        stop(process)
+        raise
+    return process, url
+
+
+@contextmanager
+def running(env: dict[str, str], log: Path) -> Iterator[str]:
+    """A server with ``env`` (``CROW_BIND`` says where) until the block ends; yields its URL."""
+    process, url = started(env, log)
+    try:
         yield url
     finally:
         stop(process)

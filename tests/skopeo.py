@@ -17,22 +17,30 @@ class Skopeo:
     path: str
     creds: str | None = None
 
-    def run(self, *args: str) -> bytes:
+    def command(self, *args: str) -> list[str]:
+        """skopeo's command line for ``args``, for ``run`` or a test that starts it in the background."""
         # --insecure-policy: no signature policy to consult, whatever /etc/containers holds.
-        result = processes.run([self.path, "--insecure-policy", *args], capture_output=True, timeout=TIMEOUT)
+        return [self.path, "--insecure-policy", *args]
+
+    def run(self, *args: str) -> bytes:
+        result = processes.run(self.command(*args), capture_output=True, timeout=TIMEOUT)
         assert result.returncode == 0, f"skopeo {' '.join(args)}:\n{result.stderr.decode()}"
         return result.stdout
 
     def push(self, layout: Path, tag: str, destination: str, *options: str) -> None:
         """Copy ``layout:tag`` to ``destination`` (host/name:tag); ``--all`` for every platform."""
-        self.run(
+        self.run(*self.push_arguments(layout, tag, destination, *options))
+
+    def push_arguments(self, layout: Path, tag: str, destination: str, *options: str) -> list[str]:
+        """``push``'s arguments to skopeo (``command`` makes them a command line)."""
+        return [
             "copy",
             *options,
             *self._creds("--dest-creds"),
             "--dest-tls-verify=false",
             f"oci:{layout}:{tag}",
             f"docker://{destination}",
-        )
+        ]
 
     def pull(self, source: str, layout: Path, tag: str, *options: str) -> None:
         self.run(
@@ -43,6 +51,16 @@ class Skopeo:
             f"docker://{source}",
             f"oci:{layout}:{tag}",
         )
+
+    def round_trip(self, layout: Path, tag: str, digest: str, reference: str, *options: str) -> None:
+        """Push ``layout:tag`` (top-level manifest ``digest``) to ``reference`` and pull it back beside
+        ``layout``: the registry serves the same digest, and every blob comes back byte for byte."""
+        self.push(layout, tag, reference, *options)
+        assert self.manifest_digest(reference) == digest
+        pulled = layout.with_name(f"{layout.name}-pulled")
+        self.pull(reference, pulled, tag, *options)
+        assert ocilayout.tagged(pulled, tag) == digest
+        assert ocilayout.blobs(pulled) == ocilayout.blobs(layout)
 
     def manifest_digest(self, reference: str) -> str:
         """The digest of the manifest bytes the registry serves for ``reference``."""

@@ -7,9 +7,6 @@ The victim is the server's robot: an attacker who fails its logins from one addr
 Counted in the database by default, in Redis with ``CROW_REDIS_URL``.
 """
 
-import importlib.util
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +14,7 @@ import requests
 from django.core.cache import caches
 
 from registry.auth.counters import CacheCounters
+from tests import sharedcache
 from tests.server import Server
 
 FAILURES = 4
@@ -84,47 +82,17 @@ class TestInTheDatabase:
         _assert_throttled_across_workers(registry_server, _v2, ATTACKER, VICTIM)
 
 
-def _require_redis() -> None:
-    if importlib.util.find_spec("redis") is not None:
-        return
-    reason = (
-        "the redis package (pinned in requirements.txt) is not installed: pip install -r requirements.txt"
-    )
-    if os.environ.get("CI") == "true" or os.environ.get("CROW_REQUIRE_CLIENTS") == "1":
-        pytest.fail(f"{reason} (required in CI)", pytrace=False)
-    pytest.skip(reason)
-
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards (never the whole server)."""
-    _require_redis()
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    prefix = f"crow-test-{uuid.uuid4().hex}"
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}", pytrace=False)
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    try:
+    with sharedcache.key_prefix() as prefix:
         yield prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 class TestInRedis:
     @pytest.fixture
     def server_env(self, redis_prefix: str) -> dict[str, str]:
-        return _env(CROW_REDIS_URL=REDIS_URL, CROW_REDIS_KEY_PREFIX=redis_prefix)
+        return _env(CROW_REDIS_URL=sharedcache.REDIS_URL, CROW_REDIS_KEY_PREFIX=redis_prefix)
 
     def test_failures_lock_the_attackers_address_out_whichever_worker_answers(
         self, registry_server: Server, redis_prefix: str
@@ -135,7 +103,7 @@ class TestInRedis:
         _assert_throttled_across_workers(registry_server, _v2, "198.51.100.67", "203.0.113.8")
 
         # Counted in Redis under the test's prefix, each key expiring with its window.
-        client = redis.Redis.from_url(REDIS_URL)
+        client = redis.Redis.from_url(sharedcache.REDIS_URL)
         keys = list(client.scan_iter(match=f"{redis_prefix}:*"))
         assert keys and all(0 < client.ttl(key) <= 600 for key in keys)
         client.close()
@@ -150,7 +118,7 @@ def test_a_redis_counter_left_without_expiry_gets_one(settings, redis_prefix: st
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            "LOCATION": sharedcache.REDIS_URL,
             "KEY_PREFIX": redis_prefix,
         }
     }
@@ -160,7 +128,7 @@ def test_a_redis_counter_left_without_expiry_gets_one(settings, redis_prefix: st
     CacheCounters().add("key", 600)
 
     assert CacheCounters().counts(["key"]) == {"key": 1}
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(sharedcache.REDIS_URL)
     (stored,) = client.scan_iter(match=f"{redis_prefix}:*")
     assert 0 < client.ttl(stored) <= 600
     client.close()

@@ -30,28 +30,14 @@ def server_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 def test_it_round_trips_an_image_with_skopeo(skopeo: Skopeo, registry_server: Server, tmp_path: Path) -> None:
     digest = ocilayout.write_image(tmp_path / "in", "v1")
-    reference = f"{registry_server.host}/team/app:v1"
-
-    skopeo.push(tmp_path / "in", "v1", reference)
-    assert skopeo.manifest_digest(reference) == digest
-
-    skopeo.pull(reference, tmp_path / "out", "v1")
-    assert ocilayout.tagged(tmp_path / "out", "v1") == digest
-    assert ocilayout.blobs(tmp_path / "out") == ocilayout.blobs(tmp_path / "in")
+    skopeo.round_trip(tmp_path / "in", "v1", digest, f"{registry_server.host}/team/app:v1")
 
 
 def test_it_round_trips_a_multi_platform_index_with_skopeo(
     skopeo: Skopeo, registry_server: Server, tmp_path: Path
 ) -> None:
     digest = ocilayout.write_index(tmp_path / "in", "multi")
-    reference = f"{registry_server.host}/team/app:multi"
-
-    skopeo.push(tmp_path / "in", "multi", reference, "--all")
-    assert skopeo.manifest_digest(reference) == digest
-
-    skopeo.pull(reference, tmp_path / "out", "multi", "--all")
-    assert ocilayout.tagged(tmp_path / "out", "multi") == digest
-    assert ocilayout.blobs(tmp_path / "out") == ocilayout.blobs(tmp_path / "in")
+    skopeo.round_trip(tmp_path / "in", "multi", digest, f"{registry_server.host}/team/app:multi", "--all")
 
 
 def test_it_shares_the_blobs_of_an_image_pushed_to_two_repositories(
