@@ -38,6 +38,8 @@ class Upstream(models.Model):
         help_text="gc removes mirrored images not pulled for this many days (empty: never)",
     )
     enabled = models.BooleanField(default=True)
+    # Written from CROW_UPSTREAMS at start (registry.mirror.environment): read-only in the admin and the API.
+    from_environment = models.BooleanField(default=False, editable=False)
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
