@@ -70,6 +70,14 @@ def parse_duration(raw: str, name: str = "duration") -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def format_duration(seconds: int) -> str:
+    """``1h``, ``15m``, ``7d``, ``90s``: a number of seconds as ``parse_duration`` takes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def secret(name: str, default: str = "") -> str:
     """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
     path = _raw(f"{name}_FILE")

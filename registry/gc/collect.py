@@ -51,6 +51,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from crow.env import format_duration
 from registry import locks
 from registry.events import audit
 from registry.events import retention as audit_retention
@@ -132,11 +133,7 @@ def _plural(count: int, what: str) -> str:
 
 def _duration(period: timedelta) -> str:
     """``1h``, ``15m``, ``7d``, ``90s``: as the option takes it."""
-    seconds = int(period.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return format_duration(int(period.total_seconds()))
 
 
 def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
