@@ -69,13 +69,13 @@ def sync(configured: dict[str, dict]) -> SyncReport:
                 _create(prefix, wanted)
                 report.created.append(prefix)
             elif _differs(row, wanted):
-                Upstream.objects.filter(pk=row.pk).update(**wanted)
+                _save(row, wanted)
                 report.updated.append(prefix)
             else:
                 report.unchanged.append(prefix)
-        released = sorted(prefix for prefix in existing if prefix not in configured)
-        Upstream.objects.filter(prefix__in=released).update(from_environment=False, enabled=False)
-        report.released = released
+        report.released = sorted(prefix for prefix in existing if prefix not in configured)
+        for prefix in report.released:
+            _save(existing[prefix], {"from_environment": False, "enabled": False})
     return report
 
 
@@ -85,7 +85,14 @@ def _create(prefix: str, wanted: dict) -> None:
         with transaction.atomic():
             Upstream.objects.create(prefix=prefix, **wanted)
     except IntegrityError:
-        Upstream.objects.filter(prefix=prefix).update(**wanted)
+        _save(Upstream.objects.select_for_update().get(prefix=prefix), wanted)
+
+
+def _save(row: Upstream, values: dict) -> None:
+    """Saved, not updated in bulk: the signals that tell the routing's caches (``registry.mirror``) fire."""
+    for name, value in values.items():
+        setattr(row, name, value)
+    row.save(update_fields=list(values))
 
 
 def _differs(row: Upstream, wanted: dict) -> bool:
