@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from registry.events.models import AuditEvent
 from registry.mirror.models import MirroredRepository, Upstream
 from registry.models import Repository
 from tests import access
@@ -139,3 +140,15 @@ def test_the_schema_describes_upstreams_without_a_readable_password(root: APICli
     properties = schema["components"]["schemas"]["Upstream"]["properties"]
     assert properties["password"]["writeOnly"] is True
     assert properties["auth"]["readOnly"] is True
+
+
+def test_changes_are_audited_without_the_password(root: APIClient) -> None:
+    upstream_id = create(root, username="alice", password="dckr_pat_secret").json()["id"]
+    root.delete(f"{URL}{upstream_id}/")
+    events = list(AuditEvent.objects.filter(action__startswith="upstream_").order_by("id"))
+    assert [(event.action, event.actor) for event in events] == [
+        ("upstream_save", "root"),
+        ("upstream_delete", "root"),
+    ]
+    assert events[0].detail["auth"] == "alice (password)" and events[0].detail["prefix"] == "docker.io"
+    assert "dckr_pat_secret" not in str(events[0].detail)

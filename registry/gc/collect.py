@@ -181,7 +181,7 @@ def _collect(options: GcOptions, progress: Progress, report: GcReport) -> GcRepo
         mirrors = mirrors if options.dry_run else mirrored.apply(mirrors, now)
         for mirror in mirrors.repositories:
             progress.note(f"mirrored repository {mirror.name}: last used {mirror.last_used:%Y-%m-%d %H:%M}")
-        report.tags = len(tags) + len(mirrors.tag_ids)
+        report.tags = len(tags) + len(mirrors.tag_ids - plan.tag_ids)  # a dry run's may overlap
         report.mirrors = mirrors.repositories
         if not options.dry_run:
             report.audit_events = audit_retention.prune(now)
