@@ -139,3 +139,14 @@ def test_a_pull_since_the_plan_keeps_the_tags(images: dict[str, oci.Image]) -> N
     assert [mirror.name for mirror in done.repositories] == [NEVER]
     assert Tag.objects.filter(repository__name=STALE).exists()
     assert not Tag.objects.filter(repository__name=NEVER).exists()
+
+
+def test_the_report_names_the_range_of_unused_days() -> None:
+    emptied = [mirrored.UnusedRepository(n, f"m/{n}", days, LONG_AGO) for n, days in enumerate((30, 7, 30))]
+    assert mirrored.describe(emptied, 2048) == (
+        " (of which 3 mirrored repositories unused for 7 to 30 days: 2.0 KiB (2048 bytes))"
+    )
+    assert (
+        mirrored.describe(emptied[:1], 10) == " (of which 1 mirrored repository unused for 30 days: 10 bytes)"
+    )
+    assert mirrored.describe([], 0) == ""

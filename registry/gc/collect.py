@@ -108,18 +108,9 @@ class GcReport(Report):
     def counts(self) -> str:
         return (
             f"{self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
-            f" {self.objects} unknown objects: {human_size(self.bytes)}{self.unused_mirrors()}"
+            f" {self.objects} unknown objects: {human_size(self.bytes)}"
+            f"{mirrored.describe(self.mirrors, self.mirrors_bytes)}"
         )
-
-    def unused_mirrors(self) -> str:
-        """`` (of which 2 mirrored repositories unused for 30 days: 120.0 MiB (...))``, or ''."""
-        if not self.mirrors:
-            return ""
-        days = sorted({mirror.days for mirror in self.mirrors})
-        period = f"{days[0]}" if len(days) == 1 else f"{days[0]} to {days[-1]}"
-        count = len(self.mirrors)
-        what = "mirrored repository" if count == 1 else "mirrored repositories"
-        return f" (of which {count} {what} unused for {period} days: {human_size(self.mirrors_bytes)})"
 
     def remark(self) -> str:
         pruned = f"; {self.audit_events} audit events past their retention" if self.audit_events else ""
@@ -274,9 +265,8 @@ def _collect_manifests(
     progress: Progress,
 ) -> set[int]:
     """Untagged manifests, in every repository at once; returns the ids that went (or would go)."""
-    dropped = (
-        plan.tag_ids | mirrors.tag_ids if options.dry_run else set()
-    )  # a dry run deleted no tag: pretend
+    # A dry run deleted no tag: pretend.
+    dropped = plan.tag_ids | mirrors.tag_ids if options.dry_run else set()
     untagged_after = {**plan.untagged_after, **mirrored.unused_after(mirrors)}
     work = []  # (limit, batch), batches in the order they may go
     for limit, repositories in _untagged_limits(options, untagged_after, now, cutoff):

@@ -20,6 +20,7 @@ from django.db.models.functions import Coalesce
 
 from registry.events import audit
 from registry.events.models import DELETE_TAG
+from registry.gc.report import human_size
 from registry.gc.untagged import BATCH, _chunked
 from registry.mirror.models import MirroredRepository, Upstream
 from registry.models import Manifest, RepositoryBlob, Tag
@@ -112,6 +113,16 @@ def apply(mirrors: MirrorPlan, now: datetime) -> MirrorPlan:
             done.repositories.append(unused)
             done.tag_ids |= {tag_id for tag_id, _, _ in tags}
     return done
+
+
+def describe(emptied: list[UnusedRepository], freed: int) -> str:
+    """`` (of which 2 mirrored repositories unused for 30 days: 120.0 MiB (...))`` in gc's line, or ''."""
+    if not emptied:
+        return ""
+    days = sorted({mirror.days for mirror in emptied})
+    period = f"{days[0]}" if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    what = "mirrored repository" if len(emptied) == 1 else "mirrored repositories"
+    return f" (of which {len(emptied)} {what} unused for {period} days: {human_size(freed)})"
 
 
 def unused_after(mirrors: MirrorPlan) -> dict[int, timedelta]:
