@@ -37,6 +37,7 @@ def mirror(upstream: Upstream, name: str, **times: object) -> Repository:
 
 
 def test_it_adds_an_upstream_and_lists_it_without_its_password(admin_client: Client) -> None:
+    assert 'name="remove_password"' not in admin_client.get(f"{LIST}add/").content.decode()
     response = admin_client.post(f"{LIST}add/", form(username="alice", password=SECRET, unused_days="30"))
     assert response.status_code == 302, response.content.decode()
     upstream = Upstream.objects.get()
@@ -47,6 +48,7 @@ def test_it_adds_an_upstream_and_lists_it_without_its_password(admin_client: Cli
     page = admin_client.get(f"{LIST}{upstream.pk}/change/").content.decode()
     assert SECRET not in listing and SECRET not in page
     assert 'type="password"' in page
+    assert 'name="remove_password"' in page
 
 
 def test_a_blank_password_keeps_the_stored_one_and_the_box_removes_it(admin_client: Client) -> None:

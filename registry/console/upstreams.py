@@ -81,7 +81,9 @@ class UpstreamAdmin(admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Upstream | None = None) -> list[str]:
         if obj is not None and not self.has_change_permission(request, obj):
             return SHOWN  # a page to read: every field shown as text, so never the password's
-        return [*EDITABLE, *SETTINGS, *(self.readonly_fields if obj else [])]
+        if obj is None:  # nothing stored yet: nothing to remove, nothing counted
+            return [field for field in (*EDITABLE, *SETTINGS) if field != "remove_password"]
+        return [*EDITABLE, *SETTINGS, *self.readonly_fields]
 
     def has_change_permission(self, request: HttpRequest, obj: Upstream | None = None) -> bool:
         return not (obj is not None and obj.from_environment) and super().has_change_permission(request, obj)
