@@ -1,5 +1,6 @@
 # CRoW in a container: granian (python -m crow.serve) on port 5000, started by python -m crow.start
-# (checks /app/var is writable, migrates unless CROW_MIGRATE=0, creates CROW_ADMIN_USER, then serves).
+# (checks /app/var is writable, migrates unless CROW_MIGRATE=0, creates CROW_ADMIN_USER, writes
+# CROW_UPSTREAMS into the upstream table, then serves).
 # Without configuration it runs the embedded default, SQLite and blobs under the /app/var volume;
 # set DATABASE_URL, CROW_SECRET_KEY etc. (see .env.example and README "Run in production").
 #

@@ -20,6 +20,7 @@ run: $(RUN_STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py sync_upstreams
 	PORT=$(PORT) exec $(BIN)/python -m crow.serve
 
 test: $(DEV_STAMP)

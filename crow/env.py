@@ -12,6 +12,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -69,6 +70,14 @@ def parse_duration(raw: str, name: str = "duration") -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def format_duration(seconds: int) -> str:
+    """``1h``, ``15m``, ``7d``, ``90s``: a number of seconds as ``parse_duration`` takes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def secret(name: str, default: str = "") -> str:
     """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
     path = _raw(f"{name}_FILE")
@@ -100,3 +109,54 @@ def networks(name: str, default: str = "") -> tuple[ipaddress.IPv4Network | ipad
         except ValueError:
             raise ImproperlyConfigured(f"{name} must list addresses or CIDRs, not {value!r}") from None
     return tuple(parsed)
+
+
+def named_urls(name: str) -> dict[str, str]:
+    """``docker.io=https://registry-1.docker.io,ghcr.io=https://ghcr.io``: names to http(s) base URLs."""
+    found: dict[str, str] = {}
+    for item in path_list(name, ""):
+        key, equals, url = (part.strip() for part in item.partition("="))
+        parsed = urlsplit(url)
+        if not equals or not key or parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ImproperlyConfigured(
+                f"{name} must list NAME=URL pairs (docker.io=https://...), not {item!r}"
+            )
+        if key in found:
+            raise ImproperlyConfigured(f"{name} names {key!r} twice")
+        found[key] = url.rstrip("/")
+    return found
+
+
+def variable_stem(stem: str, name: str) -> str:
+    """``CROW_UPSTREAM_DOCKER_IO``: ``name`` in capitals, characters other than A-Z and 0-9 as ``_``."""
+    return f"{stem}_{re.sub(r'[^A-Z0-9]', '_', name.upper())}"
+
+
+def upstreams(name: str, tag_trust: str, unused_days: int) -> dict[str, dict]:
+    """The upstreams ``name`` lists (``PREFIX=URL,...``), each with its own variables, in Upstream's fields.
+
+    ``CROW_UPSTREAM_<PREFIX>_USERNAME`` and ``_PASSWORD`` (or ``_PASSWORD_FILE``),
+    ``_TAG_TRUST`` (a duration), ``_REPOSITORIES`` (patterns) and ``_UNUSED_DAYS``
+    (0: never collected) per upstream, ``<PREFIX>`` as ``variable_stem`` writes it;
+    ``tag_trust`` and ``unused_days`` are the defaults.
+    """
+    found: dict[str, dict] = {}
+    stems: dict[str, str] = {}
+    for prefix, url in named_urls(name).items():
+        stem = variable_stem("CROW_UPSTREAM", prefix)
+        if stem in stems:
+            raise ImproperlyConfigured(f"{name}: {stems[stem]!r} and {prefix!r} share the variables {stem}_*")
+        stems[stem] = prefix
+        username, password = string(f"{stem}_USERNAME"), secret(f"{stem}_PASSWORD")
+        if bool(username) != bool(password):
+            raise ImproperlyConfigured(f"{name}: give both {stem}_USERNAME and {stem}_PASSWORD, or neither")
+        days = integer(f"{stem}_UNUSED_DAYS", unused_days, minimum=0)
+        found[prefix] = {
+            "url": url,
+            "username": username,
+            "password": password,
+            "tag_trust_seconds": duration(f"{stem}_TAG_TRUST", tag_trust),
+            "repositories": string(f"{stem}_REPOSITORIES", "*"),
+            "unused_days": days or None,
+        }
+    return found

@@ -204,6 +204,17 @@ CROW_SPARSE_MANIFESTS = env.choice("CROW_SPARSE_MANIFESTS", "indexes", ("indexes
 # What was pushed, linked or stored this recently is never collected: it may belong to a push in flight.
 CROW_GC_GRACE_PERIOD = env.duration("CROW_GC_GRACE_PERIOD", "1h")
 
+# --- Pull-through cache (registry.mirror) -------------------------------------------
+# Upstream registries mirrored under a prefix: a pull of HOST/docker.io/library/alpine fetches
+# library/alpine from the docker.io one on a miss. `python -m crow.start` (manage.py sync_upstreams)
+# writes them into the admin's Upstreams, where they are read-only; the admin and the API add others.
+# Per upstream, CROW_UPSTREAM_<PREFIX>_USERNAME, _PASSWORD (or _PASSWORD_FILE), _TAG_TRUST,
+# _REPOSITORIES and _UNUSED_DAYS, <PREFIX> in capitals with _ for other characters (DOCKER_IO).
+CROW_UPSTREAM_TAG_TRUST = env.duration("CROW_UPSTREAM_TAG_TRUST", "10m")
+# gc removes mirrored images nobody pulled for this many days (0: never), unless an upstream says otherwise.
+CROW_UPSTREAM_UNUSED_DAYS = env.integer("CROW_UPSTREAM_UNUSED_DAYS", 0, minimum=0)
+CROW_UPSTREAMS = env.upstreams("CROW_UPSTREAMS", f"{CROW_UPSTREAM_TAG_TRUST}s", CROW_UPSTREAM_UNUSED_DAYS)
+
 # --- Audit log and webhooks (registry.events) --------------------------------------
 # gc deletes audit rows (and finished webhook deliveries) older than this many days.
 CROW_AUDIT_RETENTION_DAYS = env.integer("CROW_AUDIT_RETENTION_DAYS", 90, minimum=1)

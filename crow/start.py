@@ -9,7 +9,8 @@ In order:
 2. The system checks (``manage.py check``): an error (``crow.E001``, no secret key with
    PostgreSQL) stops it with its hint. Then ``migrate --noinput``, unless ``CROW_MIGRATE=0``: in
    a fleet, run migrations once (compose.yaml's ``migrate`` service) and the replicas with it off.
-3. ``ensure_admin``: the first administrator from ``CROW_ADMIN_USER`` / ``CROW_ADMIN_PASSWORD``.
+3. ``ensure_admin``: the first administrator from ``CROW_ADMIN_USER`` / ``CROW_ADMIN_PASSWORD``;
+   ``sync_upstreams``: the pull-through cache's upstreams from ``CROW_UPSTREAMS``.
 4. ``exec python -m crow.serve``: the server replaces this process (PID 1 in a container), so
    the container's SIGTERM reaches granian, which lets in-flight requests finish.
 """
@@ -68,7 +69,8 @@ def _not_writable(directory: Path, reason: str) -> str:
 
 
 def prepare() -> None:
-    """Steps 1 to 3: check the state directories and the configuration, migrate, create the first admin."""
+    """Steps 1 to 3: check the state directories and the configuration, migrate, create the first admin,
+    write the upstreams."""
     import django
     from django.conf import settings
     from django.core.management import call_command
@@ -90,6 +92,7 @@ def prepare() -> None:
     if settings.CROW_MIGRATE:
         call_command("migrate", interactive=False, verbosity=1)
     call_command("ensure_admin")
+    call_command("sync_upstreams")
     connections.close_all()  # the server opens its own; none is inherited across exec
 
 

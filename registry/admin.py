@@ -13,6 +13,8 @@ from registry.console.repositories import RepositoryAdmin
 from registry.console.retention import RetentionRuleAdmin
 from registry.console.tags import TagAdmin
 from registry.console.uploads import UploadAdmin
+from registry.console.upstreams import UpstreamAdmin
+from registry.mirror.models import Upstream
 from registry.models import Blob, Manifest, Repository, RetentionRule, Tag, Upload
 
 admin.site.site_header = "CRoW registry"
@@ -28,5 +30,6 @@ admin.site.register(Manifest, ManifestAdmin)
 admin.site.register(Blob, BlobAdmin)
 admin.site.register(Upload, UploadAdmin)
 admin.site.register(RetentionRule, RetentionRuleAdmin)
+admin.site.register(Upstream, UpstreamAdmin)
 
 from registry.events import admin as events_admin  # noqa: E402, F401 - the audit log and webhooks

@@ -12,6 +12,9 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
+from django.core.exceptions import ImproperlyConfigured
+
+from registry.mirror import environment
 
 # crow/settings.py's fallback secret key starts with this.
 INSECURE_KEY_PREFIX = "insecure-"
@@ -91,3 +94,20 @@ def check_s3_bucket(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             id="crow.E004",
         )
     ]
+
+
+@register()
+def check_upstreams(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """What ``crow.env`` cannot check of CROW_UPSTREAMS: prefixes and patterns in the registry's grammar."""
+    try:
+        environment.validate(settings.CROW_UPSTREAMS)
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="A prefix is lowercase, like a repository name (docker.io, mirrors/quay);"
+                " CROW_UPSTREAM_<PREFIX>_REPOSITORIES lists names or patterns (library/*).",
+                id="crow.E005",
+            )
+        ]
+    return []

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from registry.mirror.models import MirroredRepository, Upstream
 from registry.models import Blob, Manifest, Repository, Tag, Upload
 from tests import admindata
 
@@ -50,6 +51,20 @@ def test_the_repository_list_is_bounded(admin_client) -> None:
     admindata.repositories([f"team/r{n:04}" for n in range(FEW, MANY)])
     assert [queries(admin_client, url) for url in urls] == few
     assert Repository.objects.count() == MANY
+
+
+def test_the_upstream_list_and_the_mirrored_repositories_are_bounded(admin_client) -> None:
+    def mirrors(start: int, stop: int) -> None:
+        for n in range(start, stop):
+            upstream = Upstream.objects.create(prefix=f"mirror{n:04}", url="https://registry.example")
+            repository = Repository.objects.create(name=f"mirror{n:04}/library/alpine")
+            MirroredRepository.objects.create(repository=repository, upstream=upstream)
+
+    mirrors(0, FEW)
+    urls = ["/admin/registry/upstream/", "/admin/registry/repository/"]
+    few = [queries(admin_client, url) for url in urls]
+    mirrors(FEW, MANY // 3)
+    assert [queries(admin_client, url) for url in urls] == few
 
 
 def test_a_repository_page_is_bounded(admin_client, repository) -> None:

@@ -104,6 +104,19 @@ def test_it_accepts_s3_storage_with_a_bucket() -> None:
         assert checks.check_s3_bucket() == []
 
 
+def test_it_refuses_an_upstream_prefix_outside_the_name_grammar() -> None:
+    upstream = {"url": "https://ghcr.io", "repositories": "*"}
+    with override_settings(CROW_UPSTREAMS={"GHCR.io": upstream}):
+        messages = checks.check_upstreams()
+    assert ids(messages) == ["crow.E005"] and "CROW_UPSTREAMS: GHCR.io" in messages[0].msg
+
+
+def test_it_accepts_valid_upstreams() -> None:
+    upstream = {"url": "https://ghcr.io", "repositories": "owner/*"}
+    with override_settings(CROW_UPSTREAMS={"ghcr.io": upstream}):
+        assert checks.check_upstreams() == []
+
+
 def test_it_registers_the_checks() -> None:
     from django.core import checks as django_checks
 
@@ -114,6 +127,7 @@ def test_it_registers_the_checks() -> None:
         checks.check_page_sizes,
         checks.check_production_database,
         checks.check_s3_bucket,
+        checks.check_upstreams,
     } <= registered
 
 

@@ -5,7 +5,17 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-READERS = {"string", "boolean", "integer", "duration", "secret", "choice", "path_list", "networks"}
+READERS = {
+    "string",
+    "boolean",
+    "integer",
+    "duration",
+    "secret",
+    "choice",
+    "path_list",
+    "networks",
+    "upstreams",
+}
 
 
 def variables_read_by(path: Path) -> set[str]:

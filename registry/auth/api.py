@@ -151,5 +151,6 @@ urlpatterns = [
     path("repositories/<path:name>/tags/", TagList.as_view(), name="api-tags"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("registry.events.api")),  # audit log and webhooks
+    path("", include("registry.mirror.api")),  # the pull-through cache's upstreams
     path("", include(router.urls)),
 ]

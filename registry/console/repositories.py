@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from registry import references
 from registry.console import formatting, listing
 from registry.console.tags import repository_url
+from registry.console.upstreams import mirrors_of
 from registry.console.visibility import Visibility
 from registry.models import USAGE, Repository
 
@@ -30,8 +31,10 @@ def _describe_page(repositories: list[Repository], request: HttpRequest) -> None
     missing = tuple(f for f in USAGE if not repositories or not hasattr(repositories[0], f))
     ids = [repository.pk for repository in repositories]
     usage = Repository.objects.usage(ids, missing) if repositories and missing else {}
+    mirrors = mirrors_of(ids)
     for repository in repositories:
         repository.visibility = visibility.of(repository.name)  # type: ignore[attr-defined]
+        repository.mirror = mirrors.get(repository.pk)  # type: ignore[attr-defined]
         for figure, value in usage.get(repository.pk, {}).items():
             setattr(repository, figure, value)
 
@@ -49,7 +52,7 @@ def _sorted_figures(request: HttpRequest, columns: list[str]) -> list[str]:
 
 
 class RepositoryAdmin(admin.ModelAdmin):
-    list_display = ["repository", "visibility", "tags", "size", "last_push"]
+    list_display = ["repository", "visibility", "tags", "size", "last_push", "mirrored_from", "last_pulled"]
     list_display_links = None
     list_per_page = PAGE_SIZE
     show_full_result_count = False
@@ -125,3 +128,13 @@ class RepositoryAdmin(admin.ModelAdmin):
     @admin.display(description="last push", ordering="last_push")
     def last_push(self, repository: Repository) -> Any:
         return repository.last_push  # type: ignore[attr-defined]
+
+    @admin.display(description="mirrored from")
+    def mirrored_from(self, repository: Repository) -> str:
+        mirror = repository.mirror  # type: ignore[attr-defined]
+        return "-" if mirror is None else mirror.upstream.prefix
+
+    @admin.display(description="last pulled")
+    def last_pulled(self, repository: Repository) -> Any:
+        mirror = repository.mirror  # type: ignore[attr-defined]
+        return "-" if mirror is None else mirror.last_pulled or "never"

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from registry import deletions, references
 from registry.console import formatting, images, listing
 from registry.console.visibility import Visibility
+from registry.mirror.models import MirroredRepository
 from registry.models import Manifest, Repository, Tag
 
 REPOSITORY_FILTER = "repository__id__exact"
@@ -184,4 +185,7 @@ def repository_context(request: HttpRequest, repository: Repository) -> dict[str
         "repository_visibility": Visibility().of(repository.name),
         "repository_size": formatting.size_html(repository.stored_bytes),  # type: ignore[attr-defined]
         "repository_pull": formatting.copyable(f"{request.get_host()}/{repository.name}"),
+        "repository_mirror": MirroredRepository.objects.select_related("upstream")
+        .filter(repository=repository)
+        .first(),
     }

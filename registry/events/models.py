@@ -21,6 +21,8 @@ ROBOT_CREATE, ROBOT_SAVE, ROBOT_REVOKE, ROBOT_DELETE = (
     "robot_revoke",
     "robot_delete",
 )
+# The pull-through cache's upstreams (registry.mirror), changed in the admin, the API or by the start's sync.
+UPSTREAM_SAVE, UPSTREAM_DELETE = "upstream_save", "upstream_delete"
 ACTIONS = (
     PUSH,
     TAG_MOVE,
@@ -39,6 +41,8 @@ ACTIONS = (
     ROBOT_SAVE,
     ROBOT_REVOKE,
     ROBOT_DELETE,
+    UPSTREAM_SAVE,
+    UPSTREAM_DELETE,
 )
 
 # The events a webhook subscribes to, and the audit actions each covers.

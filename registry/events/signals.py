@@ -1,4 +1,4 @@
-"""Access rules changed, whoever changed them (the management API, the admin, a shell): audit rows.
+"""Access rules and upstreams changed, whoever changed them (the API, the admin, a shell): audit rows.
 
 Grants, public patterns and robots are saved by Django's forms and
 serializers in many places; the model signals see every one of them. A
@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models.signals import post_delete, post_save
 
+from registry import patterns
 from registry.auth.models import Grant, PublicPattern, Robot
 from registry.events import audit
 from registry.events.models import (
@@ -23,7 +24,10 @@ from registry.events.models import (
     ROBOT_CREATE,
     ROBOT_DELETE,
     ROBOT_SAVE,
+    UPSTREAM_DELETE,
+    UPSTREAM_SAVE,
 )
+from registry.mirror.models import Upstream
 
 
 def grant_detail(grant: Grant) -> dict[str, Any]:
@@ -81,6 +85,28 @@ def _robot_deleted(sender: type, instance: Robot, **kwargs: Any) -> None:
     audit.record(ROBOT_DELETE, detail=robot_detail(instance))
 
 
+def upstream_detail(upstream: Upstream) -> dict[str, Any]:
+    """What changed hands, never the password: how CRoW signs in is enough to see that it changed."""
+    return {
+        "prefix": upstream.prefix,
+        "url": upstream.url,
+        "auth": upstream.auth_kind,
+        "tag_trust_seconds": upstream.tag_trust_seconds,
+        "repositories": patterns.split(upstream.repositories),
+        "unused_days": upstream.unused_days,
+        "enabled": upstream.enabled,
+        "from_environment": upstream.from_environment,
+    }
+
+
+def _upstream_saved(sender: type, instance: Upstream, **kwargs: Any) -> None:
+    audit.record(UPSTREAM_SAVE, detail=upstream_detail(instance))
+
+
+def _upstream_deleted(sender: type, instance: Upstream, **kwargs: Any) -> None:
+    audit.record(UPSTREAM_DELETE, detail=upstream_detail(instance))
+
+
 def connect() -> None:
     post_save.connect(_grant_saved, sender=Grant, dispatch_uid="audit_grant_saved")
     post_delete.connect(_grant_deleted, sender=Grant, dispatch_uid="audit_grant_deleted")
@@ -88,3 +114,5 @@ def connect() -> None:
     post_delete.connect(_public_deleted, sender=PublicPattern, dispatch_uid="audit_public_deleted")
     post_save.connect(_robot_saved, sender=Robot, dispatch_uid="audit_robot_saved")
     post_delete.connect(_robot_deleted, sender=Robot, dispatch_uid="audit_robot_deleted")
+    post_save.connect(_upstream_saved, sender=Upstream, dispatch_uid="audit_upstream_saved")
+    post_delete.connect(_upstream_deleted, sender=Upstream, dispatch_uid="audit_upstream_deleted")

@@ -2,7 +2,9 @@
 
 One run, under a lock that one run at a time holds, goes through four phases:
 
-1. *Retention*: the tags that retention rules expire go (``registry.gc.retention``).
+1. *Retention*: the tags that retention rules expire go (``registry.gc.retention``), and
+   every tag of a mirrored repository nobody pulled for its upstream's ``unused_days``
+   (``registry.gc.mirrored``), whose manifests then go in phase 2 whatever the options.
 2. *Manifests* (``--untagged``, or a rule's ``untagged_after_days``): in each
    repository, a manifest is kept when a tag names it, when a kept index lists
    it (transitively), when its subject is kept (a referrer: signatures, SBOMs;
@@ -44,18 +46,19 @@ backup reads every tag and manifest inside its snapshot.
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from crow.env import format_duration
 from registry import locks
 from registry.events import audit
 from registry.events import retention as audit_retention
 from registry.events.models import DELETE_BLOB
-from registry.gc import retention, sweep, untagged
+from registry.gc import mirrored, retention, sweep, untagged
 from registry.gc.report import Report, human_size
 from registry.models import (
     AbsentReference,
@@ -99,11 +102,14 @@ class GcReport(Report):
     grace_period: timedelta = timedelta(0)
     young_manifests: int = 0  # untagged (with --untagged) and younger than the grace period: kept
     young_blobs: int = 0  # unreferenced and younger than the grace period: kept
+    mirrors: list[mirrored.UnusedRepository] = field(default_factory=list)  # unused mirrors emptied
+    mirrors_bytes: int = 0  # of the blobs deleted, those linked into them
 
     def counts(self) -> str:
         return (
             f"{self.tags} tags, {self.manifests} manifests, {self.blobs} blobs,"
             f" {self.objects} unknown objects: {human_size(self.bytes)}"
+            f"{mirrored.describe(self.mirrors, self.mirrors_bytes)}"
         )
 
     def remark(self) -> str:
@@ -132,11 +138,7 @@ def _plural(count: int, what: str) -> str:
 
 def _duration(period: timedelta) -> str:
     """``1h``, ``15m``, ``7d``, ``90s``: as the option takes it."""
-    seconds = int(period.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return format_duration(int(period.total_seconds()))
 
 
 def collect(options: GcOptions, progress: Progress | None = None) -> GcReport:
@@ -166,10 +168,15 @@ def _collect(options: GcOptions, progress: Progress, report: GcReport) -> GcRepo
         tags = plan.tags if options.dry_run else retention.apply(plan)
         for tag in tags:
             progress.note(f"tag {tag} (retention rule {tag.rule})")
-        report.tags = len(tags)
+        mirrors = mirrored.plan(now, options.repository)
+        mirrors = mirrors if options.dry_run else mirrored.apply(mirrors, now)
+        for mirror in mirrors.repositories:
+            progress.note(f"mirrored repository {mirror.name}: last used {mirror.last_used:%Y-%m-%d %H:%M}")
+        report.tags = len(tags) + len(mirrors.tag_ids - plan.tag_ids)  # a dry run's may overlap
+        report.mirrors = mirrors.repositories
         if not options.dry_run:
             report.audit_events = audit_retention.prune(now)
-        doomed = _collect_manifests(options, plan, now, cutoff, report, progress)
+        doomed = _collect_manifests(options, plan, mirrors, now, cutoff, report, progress)
         try:
             deleting = contextlib.ExitStack() if options.dry_run else _blobs_lock(options.wait, progress)
         except locks.Busy:
@@ -179,7 +186,7 @@ def _collect(options: GcOptions, progress: Progress, report: GcReport) -> GcRepo
             )
         else:
             with deleting:
-                _delete_unused(options, now, cutoff, doomed, report, progress)
+                _delete_unused(options, now, cutoff, doomed, mirrors.blob_ids(), report, progress)
         if options.grace_period:
             _count_held_back(options, cutoff, report)
     return report
@@ -210,11 +217,12 @@ def _delete_unused(
     now: datetime,
     cutoff: datetime,
     doomed: set[int],
+    mirrored_blobs: set[int],
     report: GcReport,
     progress: Progress,
 ) -> None:
     """Phases 3 and 4: blobs no manifest references, then stored objects no row knows."""
-    undeleted = _collect_blobs(options, cutoff, doomed, report, progress)
+    undeleted = _collect_blobs(options, cutoff, doomed, mirrored_blobs, report, progress)
     if options.repository is None:
         swept = sweep.sweep_storage(options.dry_run, now, cutoff, undeleted, progress)
         report.objects = swept.objects
@@ -250,15 +258,18 @@ def _blobs_lock(wait: timedelta, progress: Progress) -> contextlib.ExitStack:
 def _collect_manifests(
     options: GcOptions,
     plan: retention.RetentionPlan,
+    mirrors: mirrored.MirrorPlan,
     now: datetime,
     cutoff: datetime,
     report: GcReport,
     progress: Progress,
 ) -> set[int]:
     """Untagged manifests, in every repository at once; returns the ids that went (or would go)."""
-    dropped = plan.tag_ids if options.dry_run else set()  # a dry run deleted no tag: pretend
+    # A dry run deleted no tag: pretend.
+    dropped = plan.tag_ids | mirrors.tag_ids if options.dry_run else set()
+    untagged_after = {**plan.untagged_after, **mirrored.unused_after(mirrors)}
     work = []  # (limit, batch), batches in the order they may go
-    for limit, repositories in _untagged_limits(options, plan, now, cutoff):
+    for limit, repositories in _untagged_limits(options, untagged_after, now, cutoff):
         levels = untagged.unreachable(limit, repositories, dropped, options.delete_referrers)
         work += [(limit, batch) for level in levels for batch in _chunked(level, BATCH)]
     names = _repository_names({row.repository_id for _, batch in work for row in batch})
@@ -275,13 +286,14 @@ def _collect_manifests(
 
 
 def _untagged_limits(
-    options: GcOptions, plan: retention.RetentionPlan, now: datetime, cutoff: datetime
+    options: GcOptions, untagged_after: dict[int, timedelta], now: datetime, cutoff: datetime
 ) -> list[tuple[datetime, list[int] | None]]:
     """(limit, repository ids or None for all): untagged manifests created before the limit go there.
 
     ``--untagged``: the grace period's cutoff, everywhere. Otherwise the
     retention rules' ``untagged_after_days`` of each repository they cover
-    (never less than the grace period), grouped by limit: as many groups as
+    (never less than the grace period), and the grace period in unused
+    mirrors (``registry.gc.mirrored``), grouped by limit: as many groups as
     distinct delays, however many repositories.
     """
     if options.untagged:
@@ -291,7 +303,7 @@ def _untagged_limits(
             (cutoff, list(Repository.objects.filter(name=options.repository).values_list("id", flat=True)))
         ]
     by_limit: dict[datetime, list[int]] = defaultdict(list)
-    for repository_id, delay in plan.untagged_after.items():
+    for repository_id, delay in untagged_after.items():
         by_limit[min(cutoff, now - delay)].append(repository_id)
     return [(limit, sorted(ids)) for limit, ids in sorted(by_limit.items())]
 
@@ -307,7 +319,12 @@ def _repository_names(ids: set[int]) -> dict[int, str]:
 
 
 def _collect_blobs(
-    options: GcOptions, cutoff: datetime, doomed: set[int], report: GcReport, progress: Progress
+    options: GcOptions,
+    cutoff: datetime,
+    doomed: set[int],
+    mirrored_blobs: set[int],
+    report: GcReport,
+    progress: Progress,
 ) -> set[str]:
     """Delete unreferenced blobs; returns the keys whose rows went but whose objects the store kept."""
     undeleted: set[str] = set()
@@ -316,7 +333,9 @@ def _collect_blobs(
         for batch in _chunked(candidates, BATCH):
             deleted = batch if options.dry_run else _delete_blobs([row[0] for row in batch], cutoff)
             failures = {} if options.dry_run else sweep.delete_objects([key for _, _, _, key in deleted])
-            for _, digest, size, key in deleted:
+            for blob_id, digest, size, key in deleted:
+                if blob_id in mirrored_blobs:
+                    report.mirrors_bytes += size
                 if key in failures:  # the row is gone: a later sweep retries
                     report.failed.append(f"blob {digest}: {failures[key]}")
                     undeleted.add(key)

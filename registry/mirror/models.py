@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from registry import patterns, references
@@ -13,6 +14,14 @@ def validate_prefix(value: str) -> None:
     """A prefix is the first part(s) of a repository name: ``docker.io``, ``ghcr.io``, ``mirrors/quay``."""
     if not references.is_name(value):
         raise ValidationError(f"{value!r} is not a repository name prefix (lowercase, e.g. docker.io)")
+
+
+class UpstreamQuerySet(models.QuerySet):
+    def with_mirrored(self) -> "UpstreamQuerySet":
+        """Each with ``mirrored_count`` (its mirrored repositories) and ``last_sync`` (their latest sync)."""
+        return self.annotate(
+            mirrored_count=Count("repositories_mirrored"), last_sync=Max("repositories_mirrored__last_synced")
+        )
 
 
 class Upstream(models.Model):
@@ -38,13 +47,24 @@ class Upstream(models.Model):
         help_text="gc removes mirrored images not pulled for this many days (empty: never)",
     )
     enabled = models.BooleanField(default=True)
+    # Written from CROW_UPSTREAMS at start (registry.mirror.environment): read-only in the admin and the API.
+    from_environment = models.BooleanField(default=False, editable=False)
     created = models.DateTimeField(default=timezone.now)
+
+    objects = UpstreamQuerySet.as_manager()
 
     class Meta:
         ordering = ["prefix"]
 
     def __str__(self) -> str:
         return f"{self.prefix} → {self.url}"
+
+    @property
+    def auth_kind(self) -> str:
+        """How CRoW signs in to it, never the secret: ``anonymous``, ``alice (password)``, ``token``."""
+        if self.username:
+            return f"{self.username} (password)" if self.password else f"{self.username} (no password)"
+        return "token" if self.password else "anonymous"
 
 
 class MirroredRepository(models.Model):

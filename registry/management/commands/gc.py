@@ -21,7 +21,8 @@ from registry.models import Repository
 
 class Command(BaseCommand):
     help = (
-        "Garbage collection: tags that retention rules expire, untagged manifests (--untagged),"
+        "Garbage collection: tags that retention rules expire, mirrored images unused for their"
+        " upstream's unused days, untagged manifests (--untagged),"
         " blobs no manifest references, and stored objects the database does not know."
     )
 
