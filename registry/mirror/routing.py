@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
 from registry import patterns
+from registry.db import repositories
 from registry.mirror.models import Upstream
 
 DOCKER_HUB_HOSTS = frozenset({"docker.io", "registry-1.docker.io", "index.docker.io"})
@@ -85,6 +86,15 @@ def route(name: str) -> Route | None:
         return None
     remote = _remote(root, name)
     return Route(root, remote, f"{root.prefix}/{remote}", root=True) if _allowed(root, remote) else None
+
+
+def serving(name: str) -> Route | None:
+    """``route(name)``, unless it is a ``CROW_MIRROR_ROOT`` route and a local repository has the name
+    (then that repository answers, as if no upstream were configured)."""
+    found = route(name)
+    if found is None or not found.root:
+        return found
+    return None if repositories.id_of(name) is not None else found
 
 
 def is_mirrored(name: str) -> bool:

@@ -23,23 +23,44 @@ RECORD_EVERY = 300.0  # seconds
 _MEMORY_LIMIT = 100_000  # repositories remembered; past it the memory starts over
 
 _lock = threading.Lock()
-_recorded: dict[int, float] = {}
+_recorded: dict[int | str, float] = {}
 
 
 def record_pull(repository_id: int) -> None:
     """Note that repository ``repository_id`` was pulled now (if not noted in the last few minutes)."""
+    if due(repository_id):
+        _write(MirroredRepository.objects.filter(repository_id=repository_id), repository_id)
+
+
+def record_pull_of(name: str) -> None:
+    """``record_pull`` by the repository's name (for callers that do not know its id)."""
+    if due(name):
+        write_pull_of(name)
+
+
+def due(key: int | str) -> bool:
+    """Whether a pull of ``key`` (an id or a name) is to be written now; if so, it counts as written
+    (no query: the fast path asks on the event loop, and writes with ``write_pull_of`` in a thread)."""
     now = time.monotonic()
     with _lock:
-        last = _recorded.get(repository_id)
+        last = _recorded.get(key)
         if last is not None and now - last < RECORD_EVERY:
-            return
+            return False
         if len(_recorded) >= _MEMORY_LIMIT:
             _recorded.clear()
-        _recorded[repository_id] = now
+        _recorded[key] = now
+    return True
+
+
+def write_pull_of(name: str) -> None:
+    _write(MirroredRepository.objects.filter(repository__name=name), name)
+
+
+def _write(rows, key: int | str) -> None:
     try:
-        MirroredRepository.objects.filter(repository_id=repository_id).update(last_pulled=timezone.now())
+        rows.update(last_pulled=timezone.now())
     except DatabaseError as exc:
-        log.warning("could not record a pull of mirrored repository %s: %s", repository_id, exc)
+        log.warning("could not record a pull of mirrored repository %s: %s", key, exc)
 
 
 def forget() -> None:
