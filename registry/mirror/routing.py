@@ -74,9 +74,16 @@ _upstreams: tuple[UpstreamConfig, ...] | None = None
 _loaded_at = 0.0
 
 
-def route(name: str) -> Route | None:
-    """The upstream ``name`` is mirrored from, or None for a local repository (no query when cached)."""
-    upstreams = _current()
+class NotLoaded(Exception):
+    """``route(..., cached_only=True)`` when the upstreams are to be read again: a query is due."""
+
+
+def route(name: str, cached_only: bool = False) -> Route | None:
+    """The upstream ``name`` is mirrored from, or None for a local repository (no query when cached).
+
+    ``cached_only`` (the fast path, on the event loop): raise ``NotLoaded`` instead of querying.
+    """
+    upstreams = _current(load=not cached_only)
     upstream = _by_prefix(upstreams, name)
     if upstream is not None:
         remote = _remote(upstream, name[len(upstream.prefix) + 1 :])
@@ -115,11 +122,13 @@ def invalidate(*args, **kwargs) -> None:
     _upstreams = None
 
 
-def _current() -> tuple[UpstreamConfig, ...]:
+def _current(load: bool = True) -> tuple[UpstreamConfig, ...]:
     global _upstreams, _loaded_at
     upstreams = _upstreams
     if upstreams is not None and time.monotonic() - _loaded_at < settings.CROW_MIRROR_ROUTES_TTL:
         return upstreams
+    if not load:
+        raise NotLoaded
     with _lock:
         if _upstreams is None or time.monotonic() - _loaded_at >= settings.CROW_MIRROR_ROUTES_TTL:
             loaded_at = time.monotonic()
