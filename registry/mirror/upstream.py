@@ -42,6 +42,7 @@ TOKEN_LIFETIME_DEFAULT = 60  # seconds, when the token server does not say (the 
 TOKEN_MARGIN = 10  # seconds before its expiry that a token is no longer used
 MAX_TOKEN_RESPONSE = 1024 * 1024
 RETRY_AFTER_DEFAULT = 5
+SMALL_BODY = 64 * 1024  # what is read to the end to keep a connection, rather than closing it
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -116,7 +117,7 @@ class BlobDownload:
             self.close()
 
     def close(self) -> None:
-        self.response.release_conn()
+        _discard(self.response)
 
 
 _pool: urllib3.PoolManager | None = None
@@ -158,7 +159,7 @@ class Client:
                 f"upstream {self.upstream.prefix}: the manifest broke off: {_why(exc)}"
             ) from exc
         finally:
-            response.release_conn()
+            _discard(response)
         if len(content) > mediatypes.MAX_MANIFEST_SIZE:
             raise Unavailable(f"upstream {self.upstream.prefix}: the manifest is larger than CRoW takes")
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
@@ -167,12 +168,12 @@ class Client:
     def manifest_digest(self, reference: str) -> str | None:
         """The digest ``reference`` names at the upstream now (a HEAD); None if it does not say."""
         response = self._request("HEAD", f"manifests/{reference}", "manifest_head", {"Accept": _ACCEPT})
-        response.release_conn()
+        _discard(response)
         return response.headers.get("Docker-Content-Digest")
 
     def blob_size(self, digest: str) -> int | None:
         response = self._request("HEAD", f"blobs/{digest}", "blob_head")
-        response.release_conn()
+        _discard(response)
         return _length(response)
 
     def blob(self, digest: str) -> BlobDownload:
@@ -188,14 +189,14 @@ class Client:
         try:
             response = self._send(method, url, headers or {}, stream)
             if response.status == 401:
+                _discard(response)
                 authorization = self._authorize(response.headers.get("WWW-Authenticate", ""), where)
-                response.release_conn()
                 response = self._send(
                     method, url, {**(headers or {}), "Authorization": authorization}, stream
                 )
             outcome = _outcome(response.status)
             if outcome != "ok":
-                response.release_conn()
+                _discard(response)
                 raise _error(response, where)
             return response
         except urllib3.exceptions.HTTPError as exc:
@@ -284,8 +285,20 @@ def _error(response: urllib3.BaseHTTPResponse, where: str) -> UpstreamError:
     return Unavailable(message, status, int(retry_after) if retry_after.isdigit() else RETRY_AFTER_DEFAULT)
 
 
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Give the connection back to the pool if what is left of the body is small (an error's, a
+    manifest's), else close it: a connection with unread bytes must not be reused."""
+    try:
+        remaining = response.length_remaining
+        if remaining is not None and remaining <= SMALL_BODY:
+            response.drain_conn()
+            response.release_conn()
+        else:
+            response.close()
+    except (urllib3.exceptions.HTTPError, OSError):
+        response.close()
+
+
 def _why(exc: Exception) -> str:
-    """An exception's kind and reason, without the URL urllib3 puts in some messages (no credentials
-    are in URLs here, but a realm's query could hold anything)."""
-    reason = getattr(exc, "reason", None)
-    return f"{type(exc).__name__}: {reason}" if reason is not None else type(exc).__name__
+    """What went wrong, in short (URLs here never hold credentials: they go in headers only)."""
+    return f"{type(exc).__name__}: {exc}"[:300]
