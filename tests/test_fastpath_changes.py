@@ -152,10 +152,12 @@ def test_it_forgets_writes_made_outside_the_servers(servers: tuple[int, int], wr
 
 
 def _terminate_listeners() -> int:
-    """End every backend that LISTENs for change notices (the servers' fast paths): how many."""
+    """End every backend that LISTENs for change notices (the servers' fast paths) on the test database
+    (not those of other test runs sharing the PostgreSQL server): how many."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
             [notices.APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
@@ -186,6 +188,8 @@ def test_it_never_serves_a_moved_tag_while_its_listener_is_down(servers: tuple[i
 def _listening() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [notices.APPLICATION_NAME]
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = %s AND datname = current_database()",
+            [notices.APPLICATION_NAME],
         )
         return cursor.fetchone()[0]
