@@ -126,21 +126,25 @@ def _download(route: Route, digest: str, claim_id: uuid.UUID) -> BlobRow | Fetch
 def _store(
     route: Route, digest: str, claim_id: uuid.UUID, download: upstream.BlobDownload, pipe: "_Pipe"
 ) -> None:
-    """In a thread of its own: the upstream's bytes into an upload session and the pipe, then the commit."""
+    """In a thread of its own: the upstream's bytes into an upload session and the pipe, then the
+    commit; the claim is released before the client's stream ends, either way."""
+    error: BaseException | None = None
     try:
         upload, claim = uploads.start(route.local, claimed=True)
         uploads.finish_new(upload, claim, _teed(download, pipe, digest, claim_id), download.length, digest)
         log.info("stored blob %s of %s from upstream %s", digest, route.local, route.upstream.prefix)
-        pipe.end()
     except BaseException as exc:
         log.warning("the download of blob %s of %s failed: %s", digest, route.local, exc)
-        pipe.end(FetchFailed(f"the download of {digest} from upstream {route.upstream.prefix} failed: {exc}"))
+        error = FetchFailed(f"the download of {digest} from upstream {route.upstream.prefix} failed: {exc}")
     finally:
         download.close()
         try:
             fetches.release(digest, claim_id)
+        except Exception as exc:  # the lease runs out instead
+            log.warning("could not release the download claim on %s: %s", digest, exc)
         finally:
             connection.close()
+            pipe.end(error)
 
 
 def _teed(
