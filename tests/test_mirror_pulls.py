@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from registry.mirror.models import MirroredRepository, Upstream
+from registry.models import Repository
 from tests import ocilayout, processes
 from tests.s3server import S3Server
 from tests.server import Server
@@ -121,12 +122,37 @@ def test_it_pulls_through_with_identical_digests_and_serves_what_it_stored_when_
 
 @pytest.fixture
 def server_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """S3 for the tests parametrised with ``store="s3"``."""
+    """What a test parametrises indirectly, and S3 for the tests parametrised with ``store="s3"``."""
+    env = dict(getattr(request, "param", {}))
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("store") == "s3":
         s3_server: S3Server = request.getfixturevalue("s3_server")
-        return s3_server.environment(request.getfixturevalue("s3_bucket"))
-    return {}
+        env.update(s3_server.environment(request.getfixturevalue("s3_bucket")))
+    return env
+
+
+@pytest.mark.parametrize(
+    "server_env", [{"CROW_MIRROR_ROOT": PREFIX, "CROW_AUTH_DISABLED": "1"}], indirect=True, ids=["root"]
+)
+def test_it_serves_an_upstream_at_the_root_as_a_docker_daemon_mirror(
+    mirror: Upstream,
+    registry_server: Server,
+    skopeo_path: str,
+    upstream: ReferenceRegistry,
+    proxy,
+    tmp_path: Path,
+) -> None:
+    skopeo = Skopeo(skopeo_path)  # an open registry: what a Docker daemon's registry-mirrors asks
+    expected = _pull(skopeo, f"{upstream.direct}/lib/app:1", tmp_path / "direct")
+    assert _pull(skopeo, f"{registry_server.host}/lib/app:1", tmp_path / "root") == expected
+    assert ocilayout.blobs(tmp_path / "root") == ocilayout.blobs(tmp_path / "direct")
+    assert MirroredRepository.objects.filter(repository__name=f"{PREFIX}/lib/app").exists()
+    assert not Repository.objects.filter(name="lib/app").exists()
+
+    # A local repository of a name at the root is that repository, pushed to and pulled like any other.
+    pushed = ocilayout.write_image(tmp_path / "local", "1", layer_sizes=(1000,))
+    skopeo.push(tmp_path / "local", "1", f"{registry_server.host}/lib/local:1")
+    assert _pull(skopeo, f"{registry_server.host}/lib/local:1", tmp_path / "local-pulled") == pushed
 
 
 def test_it_answers_404_for_what_the_upstream_does_not_have(

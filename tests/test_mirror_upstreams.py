@@ -233,3 +233,15 @@ def test_it_follows_the_token_flow_and_keeps_the_token_until_it_expires(
     assert "scope=repository%3Aapp%3Apull" in tokens[0][1] and "service=fake" in tokens[0][1]
     assert tokens[0][2] == "Basic " + base64.b64encode(f"mirror:{PASSWORD}".encode()).decode()
     assert PASSWORD not in caplog.text
+
+
+def test_it_takes_a_token_that_does_not_open_a_repository_for_a_missing_one(
+    client: Client, mirror: Upstream, script: Script, fake: str
+) -> None:
+    """Docker Hub answers 401 for a repository that does not exist, whatever the token."""
+    script.require = "Bearer t0ken"
+    script.challenge = f'Bearer realm="{fake}/token",service="fake"'
+    script.add("/token", json.dumps({"token": "t0ken"}).encode())
+    script.add("/v2/nobody/manifests/1", b"{}", status=401, WWW_Authenticate=script.challenge)
+    response = oci.get_manifest(client, f"{PREFIX}/nobody", "1")
+    assert (response.status_code, _error(response)["code"]) == (404, "NAME_UNKNOWN")

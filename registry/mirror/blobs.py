@@ -2,7 +2,9 @@
 
 - A blob stored already (by any repository) is linked into the mirrored
   repository: no upstream request.
-- ``size`` (a HEAD): asks the upstream for the size (a HEAD) and stores nothing.
+- ``size`` (a HEAD): asks the upstream for the size (a HEAD) and stores nothing
+  (not for names at the root, ``CROW_MIRROR_ROOT``: there a HEAD that misses
+  is a push's question, which the upstream must not answer).
 - ``fetch`` (a GET): one request claims the download (``registry.mirror.fetches``)
   and streams the upstream's bytes into an upload session
   (``registry.uploads.finish_new``, in a thread of its own) and to the client
@@ -68,7 +70,9 @@ def linked(route: Route, digest: str) -> BlobRow | None:
 def size(route: Route, digest: str, may_fetch: bool) -> int | None:
     """The blob's size, from the store or else from the upstream (nothing is stored); None if unknown."""
     found = linked(route, digest)
-    if found is not None or not may_fetch:
+    if found is not None or not may_fetch or route.root:
+        # At the root (CROW_MIRROR_ROOT) a HEAD that misses is most often a push to a new local
+        # repository asking whether to upload: the upstream must not answer for it.
         return None if found is None else found.size
     try:
         length = upstream.Client(route.upstream, route.remote).blob_size(digest)

@@ -187,13 +187,19 @@ class Client:
         where = f"upstream {self.upstream.prefix} ({method} /v2/{self.remote}/{path})"
         outcome = "unavailable"
         try:
-            response = self._send(method, url, headers or {}, stream)
+            headers = self._authorized(headers or {})
+            response = self._send(method, url, headers, stream)
             if response.status == 401:
                 _discard(response)
                 authorization = self._authorize(response.headers.get("WWW-Authenticate", ""), where)
-                response = self._send(
-                    method, url, {**(headers or {}), "Authorization": authorization}, stream
-                )
+                headers = {**headers, "Authorization": authorization}
+                response = self._send(method, url, headers, stream)
+            if response.status in (401, 403) and headers.get("Authorization", "").startswith("Bearer "):
+                # A valid token that does not open the repository: Docker Hub's answer for one that
+                # does not exist (or is private to others). Not found, as far as CRoW can tell.
+                _discard(response)
+                outcome = "not_found"
+                raise NotFound(f"{where}: HTTP {response.status} with a token for it", response.status)
             outcome = _outcome(response.status)
             if outcome != "ok":
                 _discard(response)
@@ -204,11 +210,14 @@ class Client:
         finally:
             metrics.mirror_upstream_requests.labels(self.upstream.prefix, kind, outcome).inc()
 
+    def _authorized(self, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` with what last worked for this upstream and scope, while it lasts."""
+        cached = _tokens.get((self.upstream.id, self.scope))
+        if cached is not None and cached[1] > time.monotonic():
+            return {**headers, "Authorization": cached[0]}
+        return headers
+
     def _send(self, method: str, url: str, headers: dict[str, str], stream: bool) -> urllib3.BaseHTTPResponse:
-        if "Authorization" not in headers:
-            cached = _tokens.get((self.upstream.id, self.scope))
-            if cached is not None and cached[1] > time.monotonic():
-                headers = {**headers, "Authorization": cached[0]}
         return pool().request(method, url, headers=headers, preload_content=not stream, redirect=True)
 
     def _authorize(self, challenge: str, where: str) -> str:
