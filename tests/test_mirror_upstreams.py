@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.test import Client
 
+from registry.auth.models import PublicPattern
 from registry.mirror import blobs as mirror_blobs
 from registry.mirror import routing, upstream
 from registry.mirror.models import BlobFetch, MirroredRepository, Upstream
@@ -245,3 +246,18 @@ def test_it_takes_a_token_that_does_not_open_a_repository_for_a_missing_one(
     script.add("/v2/nobody/manifests/1", b"{}", status=401, WWW_Authenticate=script.challenge)
     response = oci.get_manifest(client, f"{PREFIX}/nobody", "1")
     assert (response.status_code, _error(response)["code"]) == (404, "NAME_UNKNOWN")
+
+
+@pytest.mark.auth
+def test_it_lets_only_authenticated_callers_fetch_when_told_so(
+    client: Client, mirror: Upstream, script: Script, settings
+) -> None:
+    PublicPattern.objects.create(pattern=f"{PREFIX}/*")
+    settings.CROW_MIRROR_FETCH = "authenticated"
+    _, _, manifest = _image("a")
+    _serve_manifest(script, manifest)
+    response = oci.get_manifest(client, f"{PREFIX}/app", "1")  # anonymous: what is stored only
+    assert (response.status_code, _error(response)["code"]) == (404, "NAME_UNKNOWN")
+    assert script.seen == []
+    settings.CROW_MIRROR_FETCH = "anyone"
+    assert oci.get_manifest(client, f"{PREFIX}/app", "1").status_code == 200
