@@ -38,6 +38,7 @@ from registry.db import blobs
 from registry.db.blobs import BlobRow
 from registry.errors import RegistryError
 from registry.mirror import fetches, upstream
+from registry.mirror.models import MirroredRepository
 from registry.mirror.routing import Route
 from registry.models import Blob
 
@@ -136,6 +137,9 @@ def _store(
     try:
         upload, claim = uploads.start(route.local, claimed=True)
         uploads.finish_new(upload, claim, _teed(download, pipe, digest, claim_id), download.length, digest)
+        MirroredRepository.objects.get_or_create(
+            repository_id=upload.repository.id, defaults={"upstream_id": route.upstream.id}
+        )
         log.info("stored blob %s of %s from upstream %s", digest, route.local, route.upstream.prefix)
     except BaseException as exc:
         log.warning("the download of blob %s of %s failed: %s", digest, route.local, exc)

@@ -9,7 +9,9 @@
   HEAD), and a digest that moved is fetched and the tag moved to it. An
   upstream that is down, rate-limits, refuses or lost the tag does not stop the
   stored manifest from being served: it is logged and counted
-  (``crow_mirror_stale_served``), and asked again at the next pull.
+  (``crow_mirror_stale_served``), and asked again at the next pull. (A tag
+  deleted upstream stays served here until an operator deletes it: CRoW
+  cannot tell a deleted tag from a passing 404.)
 - A miss by tag fetches the manifest; a ``Docker-Content-Digest`` the upstream
   sends must be the digest of the bytes it sent.
 
@@ -24,7 +26,7 @@ caller): only what is stored is served, never re-validated.
 """
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -75,7 +77,8 @@ def _revalidated(route: Route, tag: str, stored: ServedManifest) -> ServedManife
         if digest == stored.digest:
             _checked(route, tag)
             return stored
-        return _fetched(route, tag, tag, client)
+        # Moved: the new manifest, tagged; if the tag went meanwhile upstream, what is stored.
+        return _fetched(route, tag, tag, client) or stored
     except (upstream.UpstreamError, RegistryError) as exc:
         log.warning(
             "serving %s:%s as stored (%s), past its trust period: %s", route.local, tag, stored.digest, exc
@@ -108,28 +111,27 @@ def _fetched(
         if exc.error is errors.MANIFEST_INVALID:
             raise _bad_upstream(route, f"sent a manifest CRoW cannot store: {exc.message}") from exc
         raise
-    now = timezone.now()
-    MirroredRepository.objects.update_or_create(
-        repository_id=repository_id, defaults={"upstream_id": route.upstream.id, "last_synced": now}
-    )
     if tag is not None:
-        _checked(route, tag, repository_id, now)
+        _checked(route, tag, repository_id)
+    else:
+        MirroredRepository.objects.update_or_create(
+            repository_id=repository_id,
+            defaults={"upstream_id": route.upstream.id, "last_synced": timezone.now()},
+        )
     log.info("fetched %s@%s from upstream %s", route.local, digest, route.upstream.prefix)
     return ServedManifest(parsed.media_type, digest, len(fetched.content), fetched.content)
 
 
-def _checked(route: Route, tag: str, repository_id: int | None = None, now: datetime | None = None) -> None:
+def _checked(route: Route, tag: str, repository_id: int | None = None) -> None:
     """The tag is trusted again from now (the upstream confirmed or sent it)."""
-    now = now or timezone.now()
-    if repository_id is None:
-        updated = CheckedTag.objects.filter(repository__name=route.local, tag=tag).update(checked=now)
-        MirroredRepository.objects.filter(repository__name=route.local).update(last_synced=now)
-        if updated:
-            return
-        repository_id = repositories.id_of(route.local)
-        if repository_id is None:
-            return
+    repository_id = repository_id or repositories.id_of(route.local)
+    if repository_id is None:  # deleted meanwhile
+        return
+    now = timezone.now()
     CheckedTag.objects.update_or_create(repository_id=repository_id, tag=tag, defaults={"checked": now})
+    MirroredRepository.objects.update_or_create(
+        repository_id=repository_id, defaults={"upstream_id": route.upstream.id, "last_synced": now}
+    )
 
 
 def _bad_upstream(route: Route, what: str) -> RegistryError:
