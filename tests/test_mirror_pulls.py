@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.db import connection
 
 from registry.mirror.models import MirroredRepository, Upstream
 from registry.models import Repository
@@ -257,3 +258,21 @@ def test_it_pulls_through_an_upstream_with_token_authentication(
     assert _pull(skopeo, f"{registry_server.host}/team/up/team/app:1", tmp_path / "pulled") == pushed
     assert ocilayout.blobs(tmp_path / "pulled") == ocilayout.blobs(tmp_path / "image")
     assert registry_server.password not in registry_server.log.read_text()
+
+
+@pytest.mark.parametrize("server_env", [{"CROW_MIRROR_ROUTES_TTL": "1h"}], indirect=True, ids=["long-ttl"])
+def test_it_hears_of_a_new_upstream_at_once_on_postgresql(
+    registry_server: Server, upstream: ReferenceRegistry, proxy
+) -> None:
+    """Each worker keeps the upstreams it read; PostgreSQL's notice tells it that they changed."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no notices: the upstreams are read again after CROW_MIRROR_ROUTES_TTL")
+    name = f"{PREFIX}/lib/app"
+    url = f"{registry_server.url}/v2/{name}/manifests/1"
+    headers = {**_token(registry_server, name), "Accept": "application/vnd.oci.image.manifest.v1+json"}
+    for _ in range(4):  # every worker reads the upstreams: none yet
+        assert requests.get(url, headers=headers, timeout=TIMEOUT).status_code == 404
+    Upstream.objects.create(prefix=PREFIX, url=upstream.url)
+    time.sleep(0.2)  # the notice's way to the listeners
+    for _ in range(4):
+        assert requests.get(url, headers=headers, timeout=TIMEOUT).status_code == 200
