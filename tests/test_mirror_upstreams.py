@@ -16,6 +16,7 @@ import pytest
 from django.test import Client
 
 from registry.auth.models import PublicPattern
+from registry.events.models import AuditEvent
 from registry.mirror import blobs as mirror_blobs
 from registry.mirror import routing, upstream
 from registry.mirror.models import BlobFetch, MirroredRepository, Upstream
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the blob is stored by a 
 
 PREFIX = "up"
 PASSWORD = "p4ssw0rd-never-logged"
+UNTIL_CLOSE = "X-Until-Close"  # a scripted header: the answer has no Content-Length
 
 
 @dataclass
@@ -59,8 +61,10 @@ def fake(script: Script) -> Iterator[str]:
                 status, headers, body = script.routes.get(path, (404, {}, b'{"errors":[]}'))
             self.send_response(status)
             for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", headers.get("Content-Length", str(len(body))))
+                if name != UNTIL_CLOSE:
+                    self.send_header(name, value)
+            if UNTIL_CLOSE not in headers:  # else HTTP/1.0's body: until the connection closes
+                self.send_header("Content-Length", headers.get("Content-Length", str(len(body))))
             self.end_headers()
             if not head:
                 self.wfile.write(body)
@@ -261,3 +265,24 @@ def test_it_lets_only_authenticated_callers_fetch_when_told_so(
     assert script.seen == []
     settings.CROW_MIRROR_FETCH = "anyone"
     assert oci.get_manifest(client, f"{PREFIX}/app", "1").status_code == 200
+
+
+def test_it_records_what_it_stored_as_the_mirrors_doing(
+    client: Client, mirror: Upstream, script: Script
+) -> None:
+    config, layer, manifest = _image("a")
+    _serve_manifest(script, manifest)
+    assert oci.get_manifest(client, f"{PREFIX}/app", "1").status_code == 200
+    push = AuditEvent.objects.get(action="push")
+    assert (push.actor, push.repository, push.reference) == (f"system:mirror:{PREFIX}", f"{PREFIX}/app", "1")
+
+
+def test_it_stores_a_blob_of_unsaid_length_before_serving_it(
+    client: Client, mirror: Upstream, script: Script
+) -> None:
+    _, layer, _ = _image("a")
+    script.add(f"/v2/app/blobs/{layer.digest}", layer.data, X_Until_Close="1")
+    response = client.get(f"/v2/{PREFIX}/app/blobs/{layer.digest}")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == layer.data
+    assert Blob.objects.filter(digest=layer.digest).exists()

@@ -37,6 +37,7 @@ from registry import errors, uploads
 from registry.db import blobs
 from registry.db.blobs import BlobRow
 from registry.errors import RegistryError
+from registry.events import audit
 from registry.mirror import fetches, upstream
 from registry.mirror.models import MirroredRepository
 from registry.mirror.routing import Route
@@ -114,9 +115,10 @@ def _download(route: Route, digest: str, claim_id: uuid.UUID) -> BlobRow | Fetch
         log.warning("could not fetch blob %s of %s: %s", digest, route.local, exc)
         raise exc.as_registry_error() from exc
     pipe = _Pipe(PIPE_CHUNKS, settings.CROW_MIRROR_READ_TIMEOUT)
+    actor = audit.Actor(route.actor, audit.current().address)
     store = threading.Thread(
         target=_store,
-        args=(route, digest, claim_id, download, pipe),
+        args=(route, digest, claim_id, download, pipe, actor),
         name=f"mirror {digest[:19]}",
         daemon=True,
     )
@@ -124,19 +126,30 @@ def _download(route: Route, digest: str, claim_id: uuid.UUID) -> BlobRow | Fetch
     if download.length is None:  # nothing to tell the client up front: it waits for the stored blob
         pipe.drop()
         store.join()
-        return blobs.linked(route.local, digest)
+        stored = blobs.linked(route.local, digest)
+        if stored is None:
+            message = f"the download from upstream {route.upstream.prefix} failed"
+            raise RegistryError(errors.UNKNOWN, message, status=502)
+        return stored
     return Fetching(download.length, pipe.drain())
 
 
 def _store(
-    route: Route, digest: str, claim_id: uuid.UUID, download: upstream.BlobDownload, pipe: "_Pipe"
+    route: Route,
+    digest: str,
+    claim_id: uuid.UUID,
+    download: upstream.BlobDownload,
+    pipe: "_Pipe",
+    actor: audit.Actor,
 ) -> None:
     """In a thread of its own: the upstream's bytes into an upload session and the pipe, then the
     commit; the claim is released before the client's stream ends, either way."""
     error: BaseException | None = None
     try:
-        upload, claim = uploads.start(route.local, claimed=True)
-        uploads.finish_new(upload, claim, _teed(download, pipe, digest, claim_id), download.length, digest)
+        with audit.acting(actor):
+            upload, claim = uploads.start(route.local, claimed=True)
+            chunks = _teed(download, pipe, digest, claim_id)
+            uploads.finish_new(upload, claim, chunks, download.length, digest)
         MirroredRepository.objects.get_or_create(
             repository_id=upload.repository.id, defaults={"upstream_id": route.upstream.id}
         )

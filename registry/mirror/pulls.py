@@ -17,7 +17,9 @@
 
 A fetched manifest is stored through the push path (``registry.pushes``) with
 every absent reference kept (``registry.sparse.ALL``): its layers arrive when
-clients ask for them (``registry.mirror.blobs``). A miss while the upstream
+clients ask for them (``registry.mirror.blobs``). The audit log (and webhooks)
+see a ``push`` by ``system:mirror:<prefix>``, from the address of the client
+whose pull caused it. A miss while the upstream
 is down answers 503 (429 when it rate-limits) with ``Retry-After``: the
 image may well exist, so "unknown" (404) would be a lie that clients and CI
 logs take at its word; an upstream 404 is the client's 404.
@@ -35,6 +37,7 @@ from registry.db import manifests as manifest_rows
 from registry.db import repositories
 from registry.db.manifests import ServedManifest
 from registry.errors import RegistryError
+from registry.events import audit
 from registry.mirror import upstream, usage
 from registry.mirror.models import CheckedTag, MirroredRepository
 from registry.mirror.routing import Route
@@ -106,7 +109,10 @@ def _fetched(
         raise _bad_upstream(route, f"sent a manifest whose digest is {digest}, not {expected}")
     try:
         parsed = manifests.parse(fetched.content, fetched.media_type or None)
-        repository_id = pushes.store_manifest(route.local, digest, fetched.content, parsed, tag, sparse.ALL)
+        with audit.acting(audit.Actor(route.actor, audit.current().address)):
+            repository_id = pushes.store_manifest(
+                route.local, digest, fetched.content, parsed, tag, sparse.ALL
+            )
     except RegistryError as exc:
         if exc.error is errors.MANIFEST_INVALID:
             raise _bad_upstream(route, f"sent a manifest CRoW cannot store: {exc.message}") from exc

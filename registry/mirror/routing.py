@@ -68,6 +68,11 @@ class Route:
     local: str
     root: bool = False
 
+    @property
+    def actor(self) -> str:
+        """Who the audit log says stored what the upstream sent (not the client whose pull caused it)."""
+        return f"system:mirror:{self.upstream.prefix}"
+
 
 _lock = threading.Lock()
 _upstreams: tuple[UpstreamConfig, ...] | None = None
