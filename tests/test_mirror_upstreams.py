@@ -8,6 +8,7 @@ CRoW keeps (or not) of a blob whose bytes are wrong.
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -286,3 +287,18 @@ def test_it_stores_a_blob_of_unsaid_length_before_serving_it(
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == layer.data
     assert Blob.objects.filter(digest=layer.digest).exists()
+
+
+def test_it_finishes_storing_a_blob_whose_client_went_away(
+    client: Client, mirror: Upstream, script: Script
+) -> None:
+    data = b"y" * (3 * upstream.CHUNK + 5)
+    digest = oci.sha256(data)
+    script.add(f"/v2/app/blobs/{digest}", data)
+    response = client.get(f"/v2/{PREFIX}/app/blobs/{digest}")
+    next(iter(response.streaming_content))
+    response.close()  # what the server does when the client disconnects
+    deadline = time.monotonic() + 10
+    while BlobFetch.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert RepositoryBlob.objects.filter(repository__name=f"{PREFIX}/app", blob__digest=digest).exists()

@@ -225,8 +225,13 @@ class _Pipe:
         try:
             while True:
                 with self._changed:
-                    if not self._changed.wait_for(lambda: self._items or self._ended, self._timeout):
+                    arrived = self._changed.wait_for(
+                        lambda: self._items or self._ended or self._dropped, self._timeout
+                    )
+                    if not arrived:
                         raise FetchFailed("the upstream sent nothing for the read timeout")
+                    if self._dropped and not self._items:
+                        raise FetchFailed("the client took too long: the download went on without it")
                     if self._items:
                         chunk = self._items.popleft()
                         self._changed.notify_all()
