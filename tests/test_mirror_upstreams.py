@@ -302,3 +302,17 @@ def test_it_finishes_storing_a_blob_whose_client_went_away(
     while BlobFetch.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert RepositoryBlob.objects.filter(repository__name=f"{PREFIX}/app", blob__digest=digest).exists()
+
+
+def test_it_sends_a_password_without_a_username_as_a_static_token(
+    client: Client, mirror: Upstream, script: Script
+) -> None:
+    mirror.username, mirror.password = "", "st4tic"
+    mirror.save()
+    script.require, script.challenge = "Bearer st4tic", 'Bearer realm="http://127.0.0.1:1/token"'
+    _, _, manifest = _image("a")
+    _serve_manifest(script, manifest)
+    assert oci.get_manifest(client, f"{PREFIX}/app", "1").status_code == 200
+    script.require = "Bearer other"
+    response = oci.get_manifest(client, f"{PREFIX}/app", manifest.digest.replace("sha256:", "sha256:f")[:71])
+    assert (response.status_code, _error(response)["code"]) == (502, "UNKNOWN")

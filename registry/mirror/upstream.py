@@ -3,13 +3,18 @@
 One ``urllib3`` pool per process (a dependency of boto3's botocore, pinned in
 ``requirements.txt``: requests is only a test dependency). A request goes out
 with what last worked for its upstream and scope (a bearer token, Basic, or
-nothing); a ``401`` is answered by its challenge:
+nothing), or with the upstream's static token (a password without a username,
+sent as ``Authorization: Bearer <password>``; a 401 then means it is refused);
+a ``401`` is answered by its challenge:
 
 - ``Bearer realm=...,service=...,scope=...`` (Docker Hub, GHCR, CRoW itself):
   a token is asked from ``realm`` (with Basic credentials if the upstream has
   them), kept until shortly before its ``expires_in`` (60 s when unsaid), and
   the request sent again once;
 - ``Basic``: sent again with the credentials, if there are any.
+
+A 401 or 403 to a request that carried a bearer token from a token server
+means "not found" (Docker Hub's answer for a repository that does not exist).
 
 Credentials appear in no log line and no error message: errors name the
 upstream's prefix and URL path and the status. Timeouts come from
@@ -189,6 +194,10 @@ class Client:
         try:
             headers = self._authorized(headers or {})
             response = self._send(method, url, headers, stream)
+            if response.status == 401 and self._static_token:
+                _discard(response)
+                outcome = "refused"
+                raise Refused(f"{where}: the upstream refused the token CRoW has for it", 401)
             if response.status == 401:
                 _discard(response)
                 authorization = self._authorize(response.headers.get("WWW-Authenticate", ""), where)
@@ -210,8 +219,15 @@ class Client:
         finally:
             metrics.mirror_upstream_requests.labels(self.upstream.prefix, kind, outcome).inc()
 
+    @property
+    def _static_token(self) -> bool:
+        """A password without a username: a token the operator got, sent as it is (``Bearer``)."""
+        return not self.upstream.username and bool(self.upstream.password)
+
     def _authorized(self, headers: dict[str, str]) -> dict[str, str]:
-        """``headers`` with what last worked for this upstream and scope, while it lasts."""
+        """``headers`` with the static token, or what last worked for this upstream and scope."""
+        if self._static_token:
+            return {**headers, "Authorization": f"Bearer {self.upstream.password}"}
         cached = _tokens.get((self.upstream.id, self.scope))
         if cached is not None and cached[1] > time.monotonic():
             return {**headers, "Authorization": cached[0]}
