@@ -13,8 +13,8 @@ database error (Django renders the 503), a tag or a miss of a mirrored
 repository (``registry.mirror``: a tag is re-validated after its trust
 period, a miss is fetched from the upstream; a hit by digest is answered here,
 and its pull recorded in a thread), and, unless ``CROW_AUTH_DISABLED``, any
-request without a bearer token that ``registry.auth.tokens.verify`` accepts and whose ``access``
-grants pull on the name (Basic, anonymous and refused requests are Django's).
+request without a bearer token that ``registry.auth.tokens.verify`` accepts
+and whose ``access`` grants pull on the name (Basic, anonymous and refused requests are Django's).
 A missing blob is answered here (404 ``BLOB_UNKNOWN``, built by the same
 functions as Django's): every blob a client pushes is first asked for with a
 HEAD that misses, and deferring it would query twice. Blob GETs on the
@@ -236,7 +236,7 @@ async def serve(scope, receive, send) -> bool:
     if pathsend and not (answer.path and os.path.exists(answer.path)):
         return False
     recording.answered(scope, kind, head, name, reference, user)
-    if route is not None and kind == "m" and usage.due(name):
+    if route is not None and not route.root and kind == "m" and usage.due(name):
         _in_background(usage.write_pull_of, name)
     await send({"type": "http.response.start", "status": 200, "headers": answer.headers})
     if pathsend:
