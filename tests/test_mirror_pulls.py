@@ -38,7 +38,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory, require_client) -> Iterat
     ``lib/big:1`` (an image with a 48 MiB layer)."""
     root = tmp_path_factory.mktemp("upstream")
     skopeo = Skopeo(require_client("skopeo"))
-    with reference_registry(root / "registry") as registry:
+    with reference_registry(require_client("docker-registry"), root / "registry") as registry:
         ocilayout.write_image(root / "app", "1")
         skopeo.push(root / "app", "1", f"{registry.direct}/lib/app:1")
         ocilayout.write_index(root / "multi", "1")

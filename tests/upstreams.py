@@ -2,11 +2,9 @@
 
 ``reference_registry`` runs one on a free port with its storage in a given
 directory, behind a ``TcpProxy`` the test controls (``REFUSE``: the upstream
-is down; ``received``: the bytes it sent). ``htpasswd`` (a path) turns its
-Basic authentication on.
+is down; ``received``: the bytes it sent).
 """
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -32,12 +30,6 @@ storage:
     enabled: true
 http:
   addr: {addr}
-{auth}"""
-HTPASSWD_AUTH = """\
-auth:
-  htpasswd:
-    realm: upstream
-    path: {path}
 """
 START_TIMEOUT = 30.0
 
@@ -55,15 +47,12 @@ class Upstream:
 
 
 @contextmanager
-def reference_registry(root: Path, htpasswd: Path | None = None) -> Iterator[Upstream]:
-    executable = shutil.which("docker-registry")
-    if executable is None:
-        pytest.skip("Debian's docker-registry is not installed")
+def reference_registry(executable: str, root: Path) -> Iterator[Upstream]:
+    """``executable``: ``require_client("docker-registry")`` (a skip, or a failure in CI, without it)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    auth = HTPASSWD_AUTH.format(path=htpasswd) if htpasswd else ""
     config = root / "config.yml"
-    config.write_text(CONFIG.format(root=root / "storage", addr=f"127.0.0.1:{port}", auth=auth))
+    config.write_text(CONFIG.format(root=root / "storage", addr=f"127.0.0.1:{port}"))
     log = root / "registry.log"
     with open(log, "wb") as output:
         process = processes.spawn(
