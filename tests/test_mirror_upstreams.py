@@ -316,3 +316,18 @@ def test_it_sends_a_password_without_a_username_as_a_static_token(
     script.require = "Bearer other"
     response = oci.get_manifest(client, f"{PREFIX}/app", manifest.digest.replace("sha256:", "sha256:f")[:71])
     assert (response.status_code, _error(response)["code"]) == (502, "UNKNOWN")
+
+
+def test_it_follows_a_blob_to_another_host_without_its_credentials(
+    client: Client, mirror: Upstream, script: Script, fake: str
+) -> None:
+    """Docker Hub redirects blob downloads to its CDN."""
+    basic = "Basic " + base64.b64encode(f"mirror:{PASSWORD}".encode()).decode()
+    script.require, script.challenge = basic, 'Basic realm="upstream"'
+    _, layer, _ = _image("a")
+    cdn = fake.replace("127.0.0.1", "localhost")
+    script.add(f"/v2/app/blobs/{layer.digest}", b"", status=307, Location=f"{cdn}/cdn/{layer.digest}")
+    script.add(f"/cdn/{layer.digest}", layer.data)
+    response = client.get(f"/v2/{PREFIX}/app/blobs/{layer.digest}")
+    assert b"".join(response.streaming_content) == layer.data
+    assert [seen[2] for seen in script.seen if seen[1].startswith("/cdn/")] == [""]

@@ -47,6 +47,7 @@ TOKEN_LIFETIME_DEFAULT = 60  # seconds, when the token server does not say (the 
 TOKEN_MARGIN = 10  # seconds before its expiry that a token is no longer used
 MAX_TOKEN_RESPONSE = 1024 * 1024
 RETRY_AFTER_DEFAULT = 5
+MAX_REDIRECTS = 5
 SMALL_BODY = 64 * 1024  # what is read to the end to keep a connection, rather than closing it
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
@@ -137,7 +138,10 @@ def pool() -> urllib3.PoolManager:
             timeout = urllib3.Timeout(
                 connect=settings.CROW_MIRROR_CONNECT_TIMEOUT, read=settings.CROW_MIRROR_READ_TIMEOUT
             )
-            _pool = urllib3.PoolManager(num_pools=32, maxsize=16, timeout=timeout, retries=False)
+            # No retries (a client retries, and a pull waits for none of ours), but redirects followed:
+            # Docker Hub sends blobs to its CDN. urllib3 drops Authorization when the host changes.
+            retries = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS)
+            _pool = urllib3.PoolManager(num_pools=32, maxsize=16, timeout=timeout, retries=retries)
         return _pool
 
 
