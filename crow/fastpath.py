@@ -9,9 +9,12 @@ exactly: other methods and paths, a query string, anything percent-encoded in
 the raw path, a Host Django would refuse, a body, ``If-None-Match``, a
 ``Range`` on a blob GET, an index the ``Accept`` header does not take, a
 missing manifest (Django tells a missing repository, tag and manifest apart), a
-database error (Django renders the 503), and, unless ``CROW_AUTH_DISABLED``, any request without a
-bearer token that ``registry.auth.tokens.verify`` accepts and whose ``access``
-grants pull on the name (Basic, anonymous and refused requests are Django's).
+database error (Django renders the 503), a tag or a miss of a mirrored
+repository (``registry.mirror``: a tag is re-validated after its trust
+period, a miss is fetched from the upstream; a hit by digest is answered here,
+and its pull recorded in a thread), and, unless ``CROW_AUTH_DISABLED``, any
+request without a bearer token that ``registry.auth.tokens.verify`` accepts
+and whose ``access`` grants pull on the name (Basic, anonymous and refused requests are Django's).
 A missing blob is answered here (404 ``BLOB_UNKNOWN``, built by the same
 functions as Django's): every blob a client pushes is first asked for with a
 HEAD that misses, and deferring it would query twice. Blob GETs on the
@@ -68,6 +71,7 @@ from registry.auth.models import PULL
 from registry.db import blobs as blob_rows
 from registry.db import manifests as manifest_rows
 from registry.endpoint import finished
+from registry.mirror import routing, usage
 from registry.references import DIGEST, NAME, NAME_MAX_LENGTH, REFERENCE, Reference
 from registry.storage import blob_store
 
@@ -170,6 +174,16 @@ async def serve(scope, receive, send) -> bool:
     if len(name) > NAME_MAX_LENGTH:
         return False
     reference = match[2]
+    try:
+        route = routing.route(name, cached_only=True)
+    except routing.NotLoaded:  # the upstreams are read again (every CROW_MIRROR_ROUTES_TTL), in a thread
+        try:
+            route = await asyncio.to_thread(_route, name)
+        except Exception:
+            log.debug("the fast path deferred %s: the upstreams could not be read", path, exc_info=True)
+            return False
+    if route is not None and kind == "m" and not route.root and not _is_digest(reference):
+        return False  # a mirrored tag is re-validated after its trust period: Django's
     head = method == "HEAD"
     headers: dict[bytes, bytes] = {}
     for header, value in scope["headers"]:
@@ -207,8 +221,8 @@ async def serve(scope, receive, send) -> bool:
             log.debug("the fast path deferred a miss on %s to Django", path, exc_info=True)
             return False
         if answer is None:
-            if kind == "m":
-                return False  # Django tells a missing repository, tag or manifest apart
+            if kind == "m" or route is not None:
+                return False  # Django tells a missing repository, tag or manifest apart, and fetches
             # A blob HEAD before an upload misses by design: answer it here, not with a second query.
             recording.answered(scope, kind, head, name, reference, user)
             await _send_response(send, finished(responses.error(errors.blob_unknown(reference), head=head)))
@@ -222,12 +236,24 @@ async def serve(scope, receive, send) -> bool:
     if pathsend and not (answer.path and os.path.exists(answer.path)):
         return False
     recording.answered(scope, kind, head, name, reference, user)
+    if route is not None and not route.root and kind == "m" and usage.due(name):
+        _in_background(usage.write_pull_of, name)
     await send({"type": "http.response.start", "status": 200, "headers": answer.headers})
     if pathsend:
         await send({"type": "http.response.pathsend", "path": answer.path})
     else:
         await send({"type": "http.response.body", "body": b"" if head else answer.body})
     return True
+
+
+_background: set[asyncio.Task] = set()
+
+
+def _in_background(function, *args) -> None:
+    """Run ``function`` in a thread, not waited for (the task is kept until it ends)."""
+    task = asyncio.get_running_loop().create_task(asyncio.to_thread(function, *args))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 async def _send_response(send, response) -> None:
@@ -276,6 +302,11 @@ def _may_pull(authorization: bytes | None, name: str) -> str | None:
 
 def _headers(response) -> Headers:
     return [(header.lower().encode("latin-1"), value.encode("latin-1")) for header, value in response.items()]
+
+
+def _route(name: str):
+    close_old_connections()
+    return routing.route(name)
 
 
 def _manifest(name: str, reference: str) -> Answer | None:

@@ -36,6 +36,7 @@ import psycopg
 from psycopg import pq
 
 from crow.fastcache import Cache
+from registry.mirror import routing
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,9 @@ class Listener:
     def _handle(self, payload: str) -> None:
         if payload:
             self.cache.drop(payload)
-        else:
+        else:  # a TRUNCATE, or the upstreams changed (registry/migrations/0009_mirror_fetches.py)
             self.cache.flush()
+            routing.invalidate()
 
     def _send_sync(self) -> None:
         pgconn = self._pgconn

@@ -273,6 +273,22 @@ CROW_MIGRATE = env.boolean("CROW_MIGRATE", default=True)
 CROW_ADMIN_USER = env.string("CROW_ADMIN_USER", "")
 CROW_ADMIN_PASSWORD = env.secret("CROW_ADMIN_PASSWORD")
 
+# --- Pull-through cache (registry.mirror) ----------------------------------------------
+# An upstream's prefix (e.g. docker.io) served at the root too, as a Docker daemon mirror
+# (registry-mirrors): library/alpine, with no local repository of that name, is docker.io/library/alpine.
+CROW_MIRROR_ROOT = env.string("CROW_MIRROR_ROOT", "")
+# Seconds a process keeps the upstreams it read (changes in the same process, or heard from PostgreSQL's
+# notices, apply at once).
+CROW_MIRROR_ROUTES_TTL = env.duration("CROW_MIRROR_ROUTES_TTL", "10s")
+# Timeouts of requests to upstreams: connecting, and waiting for the next bytes.
+CROW_MIRROR_CONNECT_TIMEOUT = env.duration("CROW_MIRROR_CONNECT_TIMEOUT", "5s")
+CROW_MIRROR_READ_TIMEOUT = env.duration("CROW_MIRROR_READ_TIMEOUT", "30s")
+# Who may make CRoW fetch from an upstream (on a miss): anyone who may pull the name, or only
+# authenticated callers (anonymous pulls are then served from what is stored only).
+CROW_MIRROR_FETCH = env.choice("CROW_MIRROR_FETCH", "anyone", ("anyone", "authenticated"))
+# How long a request waits for another one's download of the same blob before answering 503.
+CROW_MIRROR_FETCH_WAIT = env.duration("CROW_MIRROR_FETCH_WAIT", "10m")
+
 # --- Shared cache ------------------------------------------------------------------
 # Redis, shared by every server process and replica (e.g. redis://127.0.0.1:6379/0): failed logins are
 # counted there. Without it they are counted in the database, and the cache is per-process memory.

@@ -11,6 +11,7 @@ class RegistryConfig(AppConfig):
         from registry.events import signals
 
         signals.connect()  # access rules changed: audit rows
+        from registry.mirror import routing  # noqa: F401 - connects its cache's invalidation to Upstream rows
 
         if settings.CROW_STORAGE == "s3":
             # The store is built by the first request that needs it (registry.storage.blob_store); its

@@ -29,6 +29,7 @@ from registry.db import connections
 from registry.errors import RegistryError
 from registry.events import audit
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
+from registry.mirror import policy
 from registry.storage import StorageError, StorageFull
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,10 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
                     f"{request.method} is not supported on this endpoint",
                     headers={"Allow": allowed},
                 )
-            caller = authorize(request, kwargs.get("name"), _action(request.method or "", kwargs))
+            action = _action(request.method or "", kwargs)
+            caller = authorize(request, kwargs.get("name"), action)
+            if action == PUSH and kwargs.get("name"):
+                policy.refuse_push(kwargs["name"])
             if record is not None:
                 record.user = caller.subject
             uploading = record is not None and record.operation in requestlog.UPLOADS

@@ -136,3 +136,21 @@ def bound_served(via: str):
 @cache
 def bound_storage(backend: str, operation: str):
     return storage_operations.labels(backend, operation), storage_errors.labels(backend, operation)
+
+
+mirror_upstream_requests = Counter(
+    "crow_mirror_upstream_requests",
+    "Requests to upstream registries (registry.mirror), by upstream prefix, kind (manifest, "
+    "manifest_head, blob, blob_head, token) and outcome (ok, not_found, refused, unavailable).",
+    ("upstream", "kind", "outcome"),
+)
+mirror_stale_served = Counter(
+    "crow_mirror_stale_served",
+    "Mirrored tags served past their trust period because the upstream was down or rate-limiting.",
+    ("upstream",),
+)
+mirror_blob_bytes = Counter(
+    "crow_mirror_blob_bytes",
+    "Blob bytes downloaded from upstream registries, by upstream prefix.",
+    ("upstream",),
+)

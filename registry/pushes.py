@@ -25,10 +25,19 @@ from registry.events import audit
 from registry.manifests import ParsedManifest
 
 
-def store_manifest(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
-    """Store manifest ``digest`` (``content``, parsed) in repository ``name``, tagged ``tag`` if given."""
+def store_manifest(
+    name: str,
+    digest: str,
+    content: bytes,
+    parsed: ParsedManifest,
+    tag: str | None,
+    sparse_mode: str | None = None,
+) -> int:
+    """Store manifest ``digest`` (``content``, parsed) in repository ``name``, tagged ``tag`` if given;
+    the repository's id. ``sparse_mode``: which absent references to keep (``registry.sparse``;
+    ``CROW_SPARSE_MANIFESTS`` unless given: the pull-through cache keeps all of them)."""
     try:
-        _store(name, digest, content, parsed, tag)
+        return _store(name, digest, content, parsed, tag, sparse_mode or settings.CROW_SPARSE_MANIFESTS)
     except IntegrityError as exc:
         # A blob or child manifest went (garbage collection, a delete) between the
         # check and the commit: the database's foreign keys refused the reference.
@@ -37,14 +46,14 @@ def store_manifest(name: str, digest: str, content: bytes, parsed: ParsedManifes
         ) from exc
 
 
-def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None) -> None:
+def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: str | None, mode: str) -> int:
     with transaction.atomic():
         repository_id = repositories.id_of(name) or audit.create_repository(name)
         if repository_id is None:  # created and deleted again by an operator, in between
             raise IntegrityError("the repository was deleted meanwhile")
         linked = blobs.linked_among(repository_id, parsed.blobs)
         children = manifests.among(repository_id, parsed.children)
-        absent = _check_references(parsed, linked, children)
+        absent = _check_references(parsed, linked, children, mode)
         manifest_id = manifests.insert(repository_id, digest, content, parsed)
         if manifest_id is None:  # it existed, and garbage collection deleted it since the insert
             raise IntegrityError("the manifest was deleted meanwhile")
@@ -59,12 +68,15 @@ def _store(name: str, digest: str, content: bytes, parsed: ParsedManifest, tag: 
         audit.pushed(name, tag, digest, parsed.media_type, len(content), repository_id)
         if tag:
             manifests.point_tag(repository_id, tag, manifest_id)
+    return repository_id
 
 
-def _check_references(parsed: ParsedManifest, linked: list[Linked], children: list[Linked]) -> sparse.Absent:
-    """What the manifest may reference without the repository having it (``CROW_SPARSE_MANIFESTS``)."""
+def _check_references(
+    parsed: ParsedManifest, linked: list[Linked], children: list[Linked], mode: str
+) -> sparse.Absent:
+    """What the manifest may reference without the repository having it (``mode``: ``registry.sparse``)."""
     present_blobs, present_children = {blob.digest for blob in linked}, {child.digest for child in children}
-    absent = sparse.check(parsed, present_blobs, present_children, settings.CROW_SPARSE_MANIFESTS)
+    absent = sparse.check(parsed, present_blobs, present_children, mode)
     for blob in linked:
         if blob.size != parsed.blobs[blob.digest]:
             raise RegistryError(

@@ -8,6 +8,8 @@ Modes, switched at any time and applied to open connections too:
   operating system cannot detect, since every byte is acknowledged;
 - ``REFUSE``: new connections are closed at once (open ones are too).
 
+``received`` counts the bytes the upstream sent back (what a test reads as "downloaded").
+
 ``delay`` (seconds, 0 by default) holds what the upstream sends back for that
 long before passing it on, in order: a slow way back from the database.
 """
@@ -29,6 +31,8 @@ class TcpProxy:
         self.upstream = upstream
         self.mode = FORWARD
         self.delay = 0.0
+        self.received = 0  # bytes the upstream sent back, over every connection (a download's count)
+        self._counting = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(_POLL)
         self.port: int = self._listener.getsockname()[1]
@@ -82,6 +86,9 @@ class TcpProxy:
                 if not data:
                     return  # one side closed: so does the proxy, both ways
                 if self.mode == FORWARD and upstream is not None:
+                    if end is upstream:
+                        with self._counting:
+                            self.received += len(data)
                     if end is upstream and self.delay:
                         time.sleep(self.delay)
                     (upstream if end is client else client).sendall(data)

@@ -80,3 +80,36 @@ class MirroredRepository(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository_id} from {self.upstream_id}"
+
+
+class CheckedTag(models.Model):
+    """When a mirrored tag was last fetched or confirmed at its upstream (its trust period starts then)."""
+
+    repository = models.ForeignKey("registry.Repository", on_delete=models.CASCADE, related_name="+")
+    tag = models.CharField(max_length=128)
+    checked = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # Also the index of a tag GET's trust check (repository, tag).
+            models.UniqueConstraint(fields=["repository", "tag"], name="unique_checked_tag"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.repository_id}:{self.tag} checked {self.checked}"
+
+
+class BlobFetch(models.Model):
+    """A blob being downloaded from an upstream: the claim that makes it one download, whoever asks.
+
+    The request that inserts the row downloads; others wait for the blob to
+    appear. ``claimed_until`` is a lease its downloader renews while bytes
+    flow: a downloader that died frees the digest for another one.
+    """
+
+    digest = models.CharField(max_length=135, unique=True)
+    claim = models.UUIDField()
+    claimed_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.digest} until {self.claimed_until}"

@@ -8,8 +8,10 @@ from registry.db import blobs
 from registry.db.blobs import BlobRow
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
+from registry.mirror import blobs as mirror_blobs
 from registry.ranges import byte_range
-from registry.storage import blob_store
+from registry.storage import Stream, blob_store
+from registry.views import mirrors
 
 
 def _linked_blob(name: str, digest: str) -> BlobRow:
@@ -20,14 +22,28 @@ def _linked_blob(name: str, digest: str) -> BlobRow:
 
 
 def head_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
-    blob = _linked_blob(name, digest)
+    route = mirrors.route(name)
+    if route is None:
+        size = _linked_blob(name, digest).size
+    elif (size := mirror_blobs.size(route, digest, mirrors.may_fetch(request))) is None:
+        raise errors.blob_unknown(digest)
     if etags.held(request, digest):
-        return responses.not_modified(digest, blob.size, immutable=True)
-    return responses.blob_head(digest, blob.size)
+        return responses.not_modified(digest, size, immutable=True)
+    return responses.blob_head(digest, size)
 
 
 def get_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
-    blob = _linked_blob(name, digest)
+    route = mirrors.route(name)
+    if route is None:
+        blob = _linked_blob(name, digest)
+    else:
+        found = mirror_blobs.fetch(route, digest, mirrors.may_fetch(request))
+        if found is None:
+            raise errors.blob_unknown(digest)
+        if isinstance(found, mirror_blobs.Fetching):  # on its way from the upstream: the whole of it
+            download = Stream(found.chunks, found.length)
+            return responses.blob_download(download, digest, 0, found.length, found.length, partial=False)
+        blob = found
     if etags.held(request, digest):
         return responses.not_modified(digest, blob.size, immutable=True)
     wanted = byte_range(request.headers.get("Range"), blob.size)

@@ -9,15 +9,21 @@ from registry.db import manifests as manifest_rows
 from registry.db import repositories
 from registry.endpoint import endpoint
 from registry.errors import RegistryError
+from registry.mirror import pulls
 from registry.references import Reference
+from registry.views import mirrors
 
 
 def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpResponse:
     head = request.method == "HEAD"
     ref = Reference.parse(reference)
-    manifest = manifest_rows.served(name, tag=ref.tag, digest=ref.digest, content=not head)
+    route = mirrors.route(name)
+    if route is None:
+        manifest = manifest_rows.served(name, tag=ref.tag, digest=ref.digest, content=not head)
+    else:
+        manifest = pulls.served(route, ref, content=not head, may_fetch=mirrors.may_fetch(request))
     if manifest is None:
-        raise _unknown(name, ref)
+        raise _unknown(name if route is None else route.local, ref)
     _check_accept(request, manifest.media_type)
     immutable = ref.digest is not None
     if etags.held(request, manifest.digest):
