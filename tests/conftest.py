@@ -78,6 +78,15 @@ def blob_root(settings: Settings, tmp_path: Path) -> Path:
     return settings.CROW_BLOB_ROOT
 
 
+@pytest.fixture(autouse=True)
+def _fresh_mirror_routes() -> None:
+    """Each test starts with no upstream remembered: a test's rolled-back rows fire no signal, so
+    another test's upstream would still route its prefix (``registry.mirror.routing``'s cache)."""
+    from registry.mirror import routing
+
+    routing.invalidate()
+
+
 def _missing(what: str) -> NoReturn:
     # In CI (CROW_REQUIRE_CLIENTS=1) a missing client is a broken build, not a reason to skip.
     if os.environ.get("CROW_REQUIRE_CLIENTS") == "1":
