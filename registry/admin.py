@@ -8,12 +8,13 @@ storage; ``manage.py gc`` frees what nothing references any more.
 from django.contrib import admin
 
 from registry.console.blobs import BlobAdmin
+from registry.console.maintenance import ReadOnlySwitchAdmin
 from registry.console.manifests import ManifestAdmin
 from registry.console.repositories import RepositoryAdmin
 from registry.console.retention import RetentionRuleAdmin
 from registry.console.tags import TagAdmin
 from registry.console.uploads import UploadAdmin
-from registry.models import Blob, Manifest, Repository, RetentionRule, Tag, Upload
+from registry.models import Blob, Manifest, ReadOnlySwitch, Repository, RetentionRule, Tag, Upload
 
 admin.site.site_header = "CRoW registry"
 admin.site.site_title = "CRoW"
@@ -28,5 +29,6 @@ admin.site.register(Manifest, ManifestAdmin)
 admin.site.register(Blob, BlobAdmin)
 admin.site.register(Upload, UploadAdmin)
 admin.site.register(RetentionRule, RetentionRuleAdmin)
+admin.site.register(ReadOnlySwitch, ReadOnlySwitchAdmin)
 
 from registry.events import admin as events_admin  # noqa: E402, F401 - the audit log and webhooks

@@ -28,6 +28,7 @@ from registry.auth.models import DELETE, PULL, PUSH
 from registry.db import connections
 from registry.errors import RegistryError
 from registry.events import audit
+from registry.maintenance import readonly
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
 from registry.storage import StorageError, StorageFull
 
@@ -37,6 +38,8 @@ Operation = Callable[..., HttpResponse]
 
 # The action each method needs in the repository it names. Every method on an
 # upload session (status, chunks, finish, cancel) is part of a push.
+# What a read-only registry still answers (registry.maintenance.readonly): every other method writes.
+READS = frozenset({"GET", "HEAD"})
 ACTIONS = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, "DELETE": DELETE}
 
 
@@ -58,6 +61,8 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
             caller = authorize(request, kwargs.get("name"), _action(request.method or "", kwargs))
             if record is not None:
                 record.user = caller.subject
+            if request.method not in READS:
+                readonly.check_writable()
             uploading = record is not None and record.operation in requestlog.UPLOADS
             with (
                 audit.acting(audit.Actor(caller.subject or audit.ANONYMOUS, client_address(request))),

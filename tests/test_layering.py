@@ -60,7 +60,12 @@ LAYERS = (
     # The tables: nothing of HTTP or of the apps built on them.
     Layer(
         "models",
-        ("registry.models", "registry.events.models", "registry.mirror.models"),
+        (
+            "registry.models",
+            "registry.events.models",
+            "registry.mirror.models",
+            "registry.maintenance.models",
+        ),
         forbids=(*HTTP, "registry.auth"),
     ),
     # The tables of the apps built on the registry's.
@@ -100,6 +105,8 @@ LAYERS = (
             "registry.events.worker",
             "registry.events.retention",
             "registry.events.signals",
+            "registry.maintenance",
+            "registry.maintenance.readonly",
         ),
         forbids=HTTP,
     ),

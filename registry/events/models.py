@@ -21,6 +21,7 @@ ROBOT_CREATE, ROBOT_SAVE, ROBOT_REVOKE, ROBOT_DELETE = (
     "robot_revoke",
     "robot_delete",
 )
+READ_ONLY_ON, READ_ONLY_OFF = "read_only_on", "read_only_off"
 ACTIONS = (
     PUSH,
     TAG_MOVE,
@@ -39,6 +40,8 @@ ACTIONS = (
     ROBOT_SAVE,
     ROBOT_REVOKE,
     ROBOT_DELETE,
+    READ_ONLY_ON,
+    READ_ONLY_OFF,
 )
 
 # The events a webhook subscribes to, and the audit actions each covers.
