@@ -138,6 +138,7 @@ LAYERS = (
             "registry.auth.serializers",
             "registry.events.api",
             "registry.events.serializers",
+            "registry.maintenance.api",
         ),
         forbids=STORE_INTERNALS,
     ),

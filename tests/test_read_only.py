@@ -148,3 +148,20 @@ def test_it_takes_the_admins_deletes_away(admin_client: Client, client: Client, 
     assert b"crow-read-only-banner" in listing.content
     assert admin_client.post(f"/admin/registry/tag/{tag.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Tag.objects.filter(pk=tag.pk).exists()
+
+
+def test_it_is_switched_through_the_management_api(admin_client: Client, admin_user, client: Client) -> None:
+    answer = admin_client.put("/api/read-only/", {"on": True}, content_type="application/json")
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["on"] is True and answer.json()["switched"] is True
+    assert answer.json()["description"].startswith(f"read-only (switched on by {admin_user.username} at ")
+    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"))
+    staff = get_user_model().objects.create_user("operator", password="secret", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/api/read-only/").json()["on"] is True
+    assert client.put("/api/read-only/", {"on": False}, content_type="application/json").status_code == 403
+    assert (
+        admin_client.put("/api/read-only/", {"on": False}, content_type="application/json").json()["on"]
+        is False
+    )

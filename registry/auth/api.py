@@ -151,5 +151,6 @@ urlpatterns = [
     path("repositories/<path:name>/tags/", TagList.as_view(), name="api-tags"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("registry.events.api")),  # audit log and webhooks
+    path("", include("registry.maintenance.api")),  # the read-only switch
     path("", include(router.urls)),
 ]

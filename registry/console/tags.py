@@ -18,9 +18,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from registry import deletions, references
-from registry.maintenance import readonly
 from registry.console import formatting, images, listing
 from registry.console.visibility import Visibility
+from registry.maintenance import readonly
 from registry.models import Manifest, Repository, Tag
 
 REPOSITORY_FILTER = "repository__id__exact"
