@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from registry import progress
+from registry.backup import accounts
 from registry.backup.restore import RestoreError, RestoreRefused, restore
 from registry.locks import EX_TEMPFAIL
 from registry.maintenance import readonly
@@ -52,4 +53,5 @@ class Command(BaseCommand):
         if verbosity >= 1:
             for note in report.notes:
                 self.stdout.write(note)
+            self.stdout.write(accounts.LEFT_OUT)
             self.stdout.write(report.summary())
