@@ -8,9 +8,10 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from registry import checks  # noqa: F401 - registers the system checks
-        from registry.events import signals
+        from registry.events import signals, wakeups
 
         signals.connect()  # access rules changed: audit rows
+        wakeups.connect()  # webhooks changed: idle delivery workers wake
 
         if settings.CROW_STORAGE == "s3":
             # The store is built by the first request that needs it (registry.storage.blob_store); its

@@ -103,6 +103,7 @@ LAYERS = (
             "registry.events.dispatch",
             "registry.events.delivery",
             "registry.events.worker",
+            "registry.events.wakeups",
             "registry.events.retention",
             "registry.events.signals",
             "registry.maintenance",
