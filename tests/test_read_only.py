@@ -4,7 +4,6 @@ switch (command, admin page) audited, the admin's deletes gone, gc and restore r
 ``tests/test_real_read_only.py`` flips the switch under a running server and pushes with skopeo.
 """
 
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -21,14 +20,6 @@ pytestmark = pytest.mark.django_db
 
 NAME = "team/app"
 OTHER = "team/other"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state() -> Iterator[None]:
-    """Each process caches the switch for a second: no test may see another's."""
-    readonly.forget()
-    yield
-    readonly.forget()
 
 
 @pytest.fixture

@@ -32,12 +32,19 @@ def start_upload(server: Server) -> requests.Response:
     return requests.post(f"{server.url}/v2/team/app/blobs/uploads/", headers=headers, timeout=30)
 
 
-def obeyed(server: Server, refused: bool) -> float:
-    """Seconds until starting an upload is refused (or accepted again); fails past ``OBEYED_WITHIN``."""
-    started = time.monotonic()
-    while time.monotonic() - started < OBEYED_WITHIN:
+def switch(server: Server, action: str) -> float:
+    """``manage.py read_only on|off``; seconds until the server refuses (or accepts again) an upload.
+
+    One worker obeying is seen first; every process has once ``REFRESH`` seconds have passed since
+    the switch (each read the row at most that long ago), so this returns no earlier than that.
+    """
+    switched = time.monotonic()
+    call_command("read_only", action, stdout=StringIO())
+    refused = action == "on"
+    while (waited := time.monotonic() - switched) < OBEYED_WITHIN:
         if (start_upload(server).status_code == 405) == refused:
-            return time.monotonic() - started
+            time.sleep(max(0.0, switched + readonly.REFRESH - time.monotonic()))
+            return waited
         time.sleep(0.05)
     pytest.fail(f"the server did not {'refuse' if refused else 'accept'} a push within {OBEYED_WITHIN} s")
 
@@ -60,8 +67,7 @@ def test_it_refuses_pushes_within_seconds_of_the_switch_and_keeps_serving_pulls(
     ocilayout.write_image(tmp_path / "next", "v2")
     skopeo.push(tmp_path / "in", "v1", f"{registry_server.host}/team/app:v1")
 
-    call_command("read_only", "on", stdout=StringIO())
-    obeyed(registry_server, refused=True)
+    switch(registry_server, "on")
 
     stderr = skopeo_push_fails(skopeo, tmp_path / "next", f"{registry_server.host}/team/app:v2")
     assert "read-only for maintenance" in stderr, stderr
@@ -71,8 +77,7 @@ def test_it_refuses_pushes_within_seconds_of_the_switch_and_keeps_serving_pulls(
     assert (ready.status_code, ready.json()["read_only"]) == (200, True)
     assert "crow_read_only 1.0" in requests.get(f"{registry_server.url}/metrics", timeout=30).text
 
-    call_command("read_only", "off", stdout=StringIO())
-    obeyed(registry_server, refused=False)
+    switch(registry_server, "off")
     skopeo.push(tmp_path / "next", "v2", f"{registry_server.host}/team/app:v2")
 
 

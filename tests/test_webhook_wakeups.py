@@ -17,7 +17,7 @@ from tests.receiver import Receiver
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET = "s3cret"
-PROMPTLY = 5.0  # seconds: a poll (1 s) and a round, with room for a loaded machine
+PROMPTLY = 10.0  # seconds: a poll (1 s) and a round, with room for a loaded machine (IDLE_WAIT is 30)
 
 
 @pytest.fixture
