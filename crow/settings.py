@@ -218,7 +218,8 @@ CROW_WEBHOOK_TIMEOUT = env.duration("CROW_WEBHOOK_TIMEOUT", "5s")
 CROW_WEBHOOK_RETRY_MAX = env.duration("CROW_WEBHOOK_RETRY_MAX", "10m")
 CROW_WEBHOOK_MAX_ATTEMPTS = env.integer("CROW_WEBHOOK_MAX_ATTEMPTS", 20, minimum=1)
 CROW_WEBHOOK_MAX_AGE = env.duration("CROW_WEBHOOK_MAX_AGE", "1d")
-# How often an idle worker looks for new events and due deliveries.
+# How often an idle worker looks for new events and due deliveries while a webhook is enabled
+# (registry.events.wakeups: with none, every 30 s or when one is created).
 CROW_WEBHOOK_POLL = env.duration("CROW_WEBHOOK_POLL", "1s")
 
 # --- Fast path (crow.fastpath, under granian on PostgreSQL) ----------------------
