@@ -156,3 +156,12 @@ def test_it_is_switched_through_the_management_api(admin_client: Client, admin_u
         admin_client.put("/api/read-only/", {"on": False}, content_type="application/json").json()["on"]
         is False
     )
+
+
+def test_the_admin_shows_that_the_environment_forces_it(admin_client: Client, settings) -> None:
+    settings.CROW_READ_ONLY = True
+
+    page = admin_client.get("/admin/registry/readonlyswitch/").content.decode()
+
+    assert "read-only (CROW_READ_ONLY=1 in the server&#x27;s environment)" in page
+    assert 'id="crow-read-only-forced"' in page and 'value="on"' in page
