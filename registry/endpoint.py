@@ -45,6 +45,7 @@ ACTIONS = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, 
 
 def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
     allowed = ", ".join(sorted(operations))
+    readable = ", ".join(sorted(READS.intersection(operations)))
 
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
@@ -62,7 +63,7 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
             if record is not None:
                 record.user = caller.subject
             if request.method not in READS:
-                readonly.check_writable()
+                readonly.check_writable(readable)
             uploading = record is not None and record.operation in requestlog.UPLOADS
             with (
                 audit.acting(audit.Actor(caller.subject or audit.ANONYMOUS, client_address(request))),

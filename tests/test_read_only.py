@@ -29,8 +29,9 @@ def pushed(client: Client) -> oci.Image:
     return image
 
 
-def assert_read_only(response) -> None:
+def assert_read_only(response, allow: str = "GET, HEAD") -> None:
     oci.assert_error(response, 405, "UNSUPPORTED")
+    assert response["Allow"] == allow
     assert "read-only for maintenance" in oci.document(response)["errors"][0]["message"]
 
 
@@ -45,12 +46,14 @@ def test_it_refuses_every_write_and_serves_every_read(client: Client, pushed: oc
     layer = oci.layer("new")
     switch("on")
 
-    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"))
-    assert_read_only(client.post(f"/v2/{OTHER}/blobs/uploads/?mount={pushed.layers[0].digest}&from={NAME}"))
-    assert_read_only(client.post(oci.with_query(f"/v2/{NAME}/blobs/uploads/", digest=layer.digest)))
-    assert_read_only(oci.patch_chunk(client, upload_url, layer.data, 0))
-    assert_read_only(client.put(oci.with_query(upload_url, digest=layer.digest), data=b""))
-    assert_read_only(client.delete(upload_url))
+    start = f"/v2/{NAME}/blobs/uploads/"
+    assert_read_only(client.post(start), allow="")
+    mount = f"/v2/{OTHER}/blobs/uploads/?mount={pushed.layers[0].digest}&from={NAME}"
+    assert_read_only(client.post(mount), allow="")
+    assert_read_only(client.post(oci.with_query(start, digest=layer.digest)), allow="")
+    assert_read_only(oci.patch_chunk(client, upload_url, layer.data, 0), allow="GET")
+    assert_read_only(client.put(oci.with_query(upload_url, digest=layer.digest), data=b""), allow="GET")
+    assert_read_only(client.delete(upload_url), allow="GET")
     assert_read_only(oci.put_manifest(client, NAME, "v2", pushed.manifest))
     assert_read_only(client.delete(f"/v2/{NAME}/manifests/v1"))
     assert_read_only(client.delete(f"/v2/{NAME}/manifests/{pushed.manifest.digest}"))
@@ -70,14 +73,14 @@ def test_it_refuses_every_write_and_serves_every_read(client: Client, pushed: oc
 
 def test_it_says_how_to_end_it_when_forced_by_the_environment(client: Client, settings) -> None:
     settings.CROW_READ_ONLY = True
-    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"))
+    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"), allow="")
 
     out, err = StringIO(), StringIO()
     call_command("read_only", "off", stdout=out, stderr=err)
 
     assert out.getvalue().startswith("read-only (CROW_READ_ONLY=1 in the server's environment)")
     assert "restarted without it" in err.getvalue()
-    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"))
+    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"), allow="")
 
 
 def test_it_records_who_switched_and_shows_it(client: Client) -> None:
@@ -147,7 +150,7 @@ def test_it_is_switched_through_the_management_api(admin_client: Client, admin_u
     assert answer.status_code == 200, answer.content
     assert answer.json()["on"] is True and answer.json()["switched"] is True
     assert answer.json()["description"].startswith(f"read-only (switched on by {admin_user.username} at ")
-    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"))
+    assert_read_only(client.post(f"/v2/{NAME}/blobs/uploads/"), allow="")
     staff = get_user_model().objects.create_user("operator", password="secret", is_staff=True)
     client.force_login(staff)
     assert client.get("/api/read-only/").json()["on"] is True

@@ -6,21 +6,22 @@ it on at run time (``manage.py read_only on``, the admin's "Read-only mode"
 page, ``PUT /api/read-only/``): the switch is one database row
 (``ReadOnlySwitch``) so that every replica obeys it.
 
-Each process reads the row at most once every ``REFRESH`` seconds and only
-when a request could write (``state`` is asked by the /v2/ endpoint for
-writes, the admin's delete buttons, the commands): a change reaches every
-replica within that time on any database, without a query per request and
-without a listener of its own. PostgreSQL's change notices (``crow.notices``)
-live on the fast path's event loop, which only reads; a second timer-free path
-for the few requests that write was not worth a second listening connection
-per worker. The process that switches sees its change at once.
+Each process reads the row at most once every ``REFRESH`` seconds, and only
+where the mode matters (a /v2/ request that could write, an admin page's
+banner and delete buttons, /readyz, /metrics, the commands): a change reaches
+every replica within that time on any database, with no query per request.
+PostgreSQL's change notices (``crow.notices``) live on the fast path's event
+loop, which only reads; a second listening connection per worker for the few
+requests that write was not worth it. The process that switches sees its
+change at once.
 
-Refused writes answer 405 ``UNSUPPORTED``, as the reference registry does in
-its read-only mode (it registers no write handler, so a push meets
-"unsupported"): the operation is not available on this registry right now,
-whoever asks. ``DENIED`` (403) would tell a client its credentials lack a
-permission, and docker and podman then suggest logging in again, which
-cannot help; 405 is not retried either, and the message says why.
+Refused writes answer 405 ``UNSUPPORTED``. The reference registry in its
+read-only mode answers 405 too (Debian's docker-registry 2.8.2: its write
+handlers are not registered, so a push meets a plain-text "Method not allowed"
+with ``Allow: GET, HEAD``); CRoW keeps the status and the ``Allow`` header and
+answers the spec's JSON error saying why. ``DENIED`` (403) would tell a client
+its credentials lack a permission, and docker and podman then suggest logging
+in again, which cannot help; a 405 is not retried either.
 """
 
 import time
@@ -68,10 +69,11 @@ class State:
 
 
 class ReadOnly(RegistryError):
-    """A write refused because the registry is read-only: 405 ``UNSUPPORTED`` (see the module)."""
+    """A write refused because the registry is read-only: 405 ``UNSUPPORTED`` (see the module), with
+    the methods that still work where it was asked (``allow``, for the ``Allow`` header)."""
 
-    def __init__(self) -> None:
-        super().__init__(errors.UNSUPPORTED, MESSAGE)
+    def __init__(self, allow: str = "GET, HEAD") -> None:
+        super().__init__(errors.UNSUPPORTED, MESSAGE, headers={"Allow": allow})
 
 
 # (monotonic time read, row's state) of this process; None until read or after ``forget``.
@@ -96,10 +98,10 @@ def is_on() -> bool:
     return state().on
 
 
-def check_writable() -> None:
-    """Raise ``ReadOnly`` if the registry is read-only now."""
+def check_writable(allow: str = "GET, HEAD") -> None:
+    """Raise ``ReadOnly`` if the registry is read-only now; ``allow``: what still works there."""
     if is_on():
-        raise ReadOnly()
+        raise ReadOnly(allow)
 
 
 def refusal(command: str) -> str | None:
