@@ -16,12 +16,11 @@ DEV_STAMP := $(VENV)/.installed-dev-$(shell cat requirements.txt requirements-de
 # The embedded default is a registry for one developer: open, so that a push
 # works at once. Set CROW_AUTH_DISABLED=0 (and see the README) for accounts.
 run: export CROW_AUTH_DISABLED ?= 1
+# crow.start (the container's command too) runs the system checks once, migrates, creates the
+# first administrator from CROW_ADMIN_USER/CROW_ADMIN_PASSWORD, then becomes the server.
 run: $(RUN_STAMP)
-	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py ensure_admin
-	$(BIN)/python manage.py sync_upstreams
-	PORT=$(PORT) exec $(BIN)/python -m crow.serve
+	PORT=$(PORT) exec $(BIN)/python -m crow.start
 
 test: $(DEV_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

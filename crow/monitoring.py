@@ -7,7 +7,9 @@ busy, and none of them needs a session, a CSRF check or a route.
 
 - ``/healthz``: 200, no I/O: the process runs its event loop.
 - ``/readyz``: 200 when the database and the blob store answer within 2 s
-  (``registry.readiness``), else 503 with JSON naming what failed.
+  (``registry.readiness``), else 503 with JSON naming what failed. Its body also
+  says whether the registry is read-only (``"read_only": true``): a read-only
+  replica is ready, it serves pulls.
 - ``/metrics``: the Prometheus text format, every worker's values
   (prometheus-client's multiprocess mode, whose directory ``crow.serve`` sets)
   plus the maintenance jobs' last runs from the database (``JobRuns``).
@@ -37,6 +39,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from crow import recording
 from registry import readiness
 from registry.db import connections
+from registry.maintenance import readonly
 from registry.models import JobRun
 
 log = logging.getLogger(__name__)
@@ -56,7 +59,10 @@ async def serve(scope: dict, receive, send) -> None:
     elif path == "/readyz":
         failed = await asyncio.to_thread(readiness.failures)
         checks = {name: failed.get(name, "ok") for name in readiness.CHECKS}
-        body = json.dumps({"status": "unavailable" if failed else "ready", "checks": checks}).encode() + b"\n"
+        found = {"status": "unavailable" if failed else "ready", "checks": checks}
+        if "database" not in failed:
+            found["read_only"] = await asyncio.to_thread(read_only)
+        body = json.dumps(found).encode() + b"\n"
         await _answer(send, 503 if failed else 200, body, [_JSON], head)
     else:
         refusal = _refusal(scope)
@@ -104,6 +110,7 @@ def _is_loopback(address: str) -> bool:
 
 def exposition() -> bytes:
     """Every metric in the Prometheus text format, for this process or, in multiprocess mode, all."""
+    read_only()  # sets crow_read_only to what the database says now
     registry = CollectorRegistry()
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
@@ -113,6 +120,18 @@ def exposition() -> bytes:
         registry.register(_ThisProcess())
     registry.register(JobRuns())
     return generate_latest(registry)
+
+
+def read_only() -> bool | None:
+    """Whether the registry is read-only (``registry.maintenance``); None if that cannot be read."""
+    close_old_connections()
+    try:
+        return readonly.is_on()
+    except DatabaseError as exc:
+        log.warning("the read-only switch cannot be read: %s", exc)
+        return None
+    finally:
+        connections.release()
 
 
 def _forget_dead_workers(directory: str) -> None:

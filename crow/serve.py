@@ -233,7 +233,7 @@ def server(config: Settings):
         ),
         log_enabled=True,
         log_level=LogLevels(config.log_level),
-        log_dictconfig=GRANIAN_JSON_LOGS if config.log_format == "json" else None,
+        log_dictconfig=granian_logs(config.log_format),
         log_access=False,  # crow.recording's access log instead, fast path included
         respawn_failed_workers=True,
         workers_kill_timeout=config.graceful_timeout,
@@ -246,12 +246,35 @@ def server(config: Settings):
     )
 
 
-# granian's own lines (workers spawned, stopping) as JSON, on stderr like the application's.
-GRANIAN_JSON_LOGS = {
-    "formatters": {"generic": {"()": "crow.logformat.JsonFormatter"}},
-    "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler"}},
-    "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False}},
-}
+class OmitListening(logging.Filter):
+    """granian's ``Listening at:`` line: the banner (``announce``) has said where, once, with the
+    workers and threads; a second line with the same URL only made the start harder to read."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Listening at:")
+
+
+def granian_logs(log_format: str) -> dict:
+    """granian's own lines (workers spawned, stopping) on stderr like the application's, as JSON when
+    the logs are JSON, without its ``Listening at:`` line (``OmitListening``)."""
+    formatter = (
+        {"()": "crow.logformat.JsonFormatter"}
+        if log_format == "json"
+        else {"()": "logging.Formatter", "fmt": "[%(levelname)s] %(message)s"}
+    )
+    return {
+        "formatters": {"generic": formatter},
+        "filters": {"banner": {"()": "crow.serve.OmitListening"}},
+        "handlers": {
+            "console": {
+                "formatter": "generic",
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "filters": ["banner"],
+            }
+        },
+        "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    }
 
 
 def prepare_metrics_directory() -> Path:

@@ -195,6 +195,8 @@ CROW_UPLOAD_LEASE = env.duration("CROW_UPLOAD_LEASE", "15s")
 CROW_PAGE_SIZE = env.integer("CROW_PAGE_SIZE", 1000, minimum=1)
 CROW_MAX_PAGE_SIZE = env.integer("CROW_MAX_PAGE_SIZE", 10000, minimum=1)
 CROW_DELETE_ENABLED = env.boolean("CROW_DELETE_ENABLED", default=True)
+# Read-only mode, forced on for this process (pulls only); administrators also switch it at run time.
+CROW_READ_ONLY = env.boolean("CROW_READ_ONLY", default=False)
 # Manifests whose referenced content the repository lacks (registry.sparse): "indexes" accepts an index
 # with absent child manifests (one platform copied of several), "all" also image manifests with absent
 # config or layers (mirrors, partial copies), "none" refuses both (MANIFEST_BLOB_UNKNOWN).
@@ -227,7 +229,8 @@ CROW_WEBHOOK_TIMEOUT = env.duration("CROW_WEBHOOK_TIMEOUT", "5s")
 CROW_WEBHOOK_RETRY_MAX = env.duration("CROW_WEBHOOK_RETRY_MAX", "10m")
 CROW_WEBHOOK_MAX_ATTEMPTS = env.integer("CROW_WEBHOOK_MAX_ATTEMPTS", 20, minimum=1)
 CROW_WEBHOOK_MAX_AGE = env.duration("CROW_WEBHOOK_MAX_AGE", "1d")
-# How often an idle worker looks for new events and due deliveries.
+# How often an idle worker looks for new events and due deliveries while a webhook is enabled
+# (registry.events.wakeups: with none, every 30 s or when one is created).
 CROW_WEBHOOK_POLL = env.duration("CROW_WEBHOOK_POLL", "1s")
 
 # --- Fast path (crow.fastpath, under granian on PostgreSQL) ----------------------

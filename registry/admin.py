@@ -8,6 +8,7 @@ storage; ``manage.py gc`` frees what nothing references any more.
 from django.contrib import admin
 
 from registry.console.blobs import BlobAdmin
+from registry.console.maintenance import ReadOnlySwitchAdmin
 from registry.console.manifests import ManifestAdmin
 from registry.console.repositories import RepositoryAdmin
 from registry.console.retention import RetentionRuleAdmin
@@ -15,7 +16,7 @@ from registry.console.tags import TagAdmin
 from registry.console.uploads import UploadAdmin
 from registry.console.upstreams import UpstreamAdmin
 from registry.mirror.models import Upstream
-from registry.models import Blob, Manifest, Repository, RetentionRule, Tag, Upload
+from registry.models import Blob, Manifest, ReadOnlySwitch, Repository, RetentionRule, Tag, Upload
 
 admin.site.site_header = "CRoW registry"
 admin.site.site_title = "CRoW"
@@ -31,5 +32,6 @@ admin.site.register(Blob, BlobAdmin)
 admin.site.register(Upload, UploadAdmin)
 admin.site.register(RetentionRule, RetentionRuleAdmin)
 admin.site.register(Upstream, UpstreamAdmin)
+admin.site.register(ReadOnlySwitch, ReadOnlySwitchAdmin)
 
 from registry.events import admin as events_admin  # noqa: E402, F401 - the audit log and webhooks

@@ -8,10 +8,11 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from registry import checks  # noqa: F401 - registers the system checks
-        from registry.events import signals
+        from registry.events import signals, wakeups
+        from registry.mirror import routing  # noqa: F401 - connects its cache's invalidation to Upstream rows
 
         signals.connect()  # access rules changed: audit rows
-        from registry.mirror import routing  # noqa: F401 - connects its cache's invalidation to Upstream rows
+        wakeups.connect()  # webhooks changed: idle delivery workers wake
 
         if settings.CROW_STORAGE == "s3":
             # The store is built by the first request that needs it (registry.storage.blob_store); its

@@ -28,6 +28,7 @@ from registry.auth.models import DELETE, PULL, PUSH
 from registry.db import connections
 from registry.errors import RegistryError
 from registry.events import audit
+from registry.maintenance import readonly
 from registry.mediatypes import API_VERSION, API_VERSION_HEADER
 from registry.mirror import policy
 from registry.storage import StorageError, StorageFull
@@ -38,11 +39,14 @@ Operation = Callable[..., HttpResponse]
 
 # The action each method needs in the repository it names. Every method on an
 # upload session (status, chunks, finish, cancel) is part of a push.
+# What a read-only registry still answers (registry.maintenance.readonly): every other method writes.
+READS = frozenset({"GET", "HEAD"})
 ACTIONS = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, "DELETE": DELETE}
 
 
 def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
     allowed = ", ".join(sorted(operations))
+    readable = ", ".join(sorted(READS.intersection(operations)))
 
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: str) -> HttpResponseBase:
@@ -62,6 +66,8 @@ def endpoint(**operations: Operation) -> Callable[..., HttpResponseBase]:
                 policy.refuse_push(kwargs["name"])
             if record is not None:
                 record.user = caller.subject
+            if request.method not in READS:
+                readonly.check_writable(readable)
             uploading = record is not None and record.operation in requestlog.UPLOADS
             with (
                 audit.acting(audit.Actor(caller.subject or audit.ANONYMOUS, client_address(request))),

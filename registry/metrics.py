@@ -51,6 +51,11 @@ uploads_in_progress = Gauge(
     "Upload requests (blob upload start, chunk, finish) being served right now.",
     multiprocess_mode="livesum",
 )
+read_only = Gauge(
+    "crow_read_only",
+    "1 while the registry is read-only (CROW_READ_ONLY, or switched by an administrator), else 0.",
+    multiprocess_mode="mostrecent",
+)
 storage_operations = Counter(
     "crow_storage_operations",
     "Calls to the blob store, by backend and operation.",

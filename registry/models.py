@@ -413,5 +413,8 @@ class JobRun(models.Model):
 # The audit log and webhooks live in a module of their own, in this app's tables.
 from registry.events.models import AuditEvent, Delivery, Webhook  # noqa: E402, F401
 
+# The read-only switch (registry.maintenance), in this app's tables too.
+from registry.maintenance.models import ReadOnlySwitch  # noqa: E402, F401
+
 # The pull-through cache's upstreams and mirrored repositories, in this app's tables too.
 from registry.mirror.models import MirroredRepository, Upstream  # noqa: E402, F401

@@ -8,7 +8,7 @@ and stops every process a test runs, in a process group of its own.
 import importlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
@@ -27,6 +27,7 @@ pytest.register_assert_rewrite(
     "tests.fleet",
 )
 
+from registry.maintenance import readonly  # noqa: E402
 from tests.receiver import receiver  # noqa: E402, F401 - the webhook receiver fixture
 from tests.server import Server  # noqa: E402
 from tests.skopeo import Skopeo  # noqa: E402
@@ -69,6 +70,15 @@ def open_registry(request: pytest.FixtureRequest, settings: Settings) -> None:
     """Protocol tests run against an open registry; tests marked ``auth`` keep authentication on."""
     if request.node.get_closest_marker("auth") is None:
         settings.CROW_AUTH_DISABLED = True
+
+
+@pytest.fixture(autouse=True)
+def _read_only_switch_forgotten() -> Iterator[None]:
+    """Each process caches the read-only switch for a second (``registry.maintenance.readonly``): no
+    test sees another's, whose row its database's rollback or flush removed."""
+    readonly.forget()
+    yield
+    readonly.forget()
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from registry.maintenance import readonly
 from registry.mirror.models import MirroredRepository, Upstream
 from registry.models import Blob, Manifest, Repository, Tag, Upload
 from tests import admindata
@@ -22,9 +23,11 @@ FEW, MANY = 3, 300
 
 def queries(client: Client, url: str, method: str = "get", data: dict | None = None) -> int:
     """The queries of a request, after a first one that warms what Django caches per process
-    (content types) and with the configs' cache cleared."""
+    (content types) and with the configs' cache cleared; the read-only switch, read at most once a
+    second, is read in each measured request (one query)."""
     getattr(client, method)(url, data or {})
     cache.clear()
+    readonly.forget()
     with CaptureQueriesContext(connection) as captured:
         response = getattr(client, method)(url, data or {})
     assert response.status_code == 200, (url, response.status_code)

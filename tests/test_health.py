@@ -44,7 +44,11 @@ def test_probes_answer_without_credentials_and_stay_out_of_the_access_log(regist
     assert healthy.json() == {"status": "ok"}
     ready, _ = probe(registry_server, "/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "storage": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "storage": "ok"},
+        "read_only": False,
+    }
     assert requests.head(f"{registry_server.url}/readyz", timeout=30).status_code == 200
     assert requests.delete(f"{registry_server.url}/healthz", timeout=30).status_code == 405
     requests.get(f"{registry_server.url}/v2/", timeout=30)

@@ -60,7 +60,12 @@ LAYERS = (
     # The tables: nothing of HTTP or of the apps built on them.
     Layer(
         "models",
-        ("registry.models", "registry.events.models", "registry.mirror.models"),
+        (
+            "registry.models",
+            "registry.events.models",
+            "registry.mirror.models",
+            "registry.maintenance.models",
+        ),
         forbids=(*HTTP, "registry.auth"),
     ),
     # The tables of the apps built on the registry's.
@@ -98,6 +103,7 @@ LAYERS = (
             "registry.events.dispatch",
             "registry.events.delivery",
             "registry.events.worker",
+            "registry.events.wakeups",
             "registry.events.retention",
             "registry.events.signals",
             "registry.mirror.environment",
@@ -108,6 +114,8 @@ LAYERS = (
             "registry.mirror.pulls",
             "registry.mirror.blobs",
             "registry.mirror.policy",
+            "registry.maintenance",
+            "registry.maintenance.readonly",
         ),
         forbids=HTTP,
     ),
@@ -141,6 +149,7 @@ LAYERS = (
             "registry.events.serializers",
             "registry.mirror.api",
             "registry.mirror.serializers",
+            "registry.maintenance.api",
         ),
         forbids=STORE_INTERNALS,
     ),

@@ -1,16 +1,30 @@
 """The hot reads cost one query each: a pull is bound by the network, not the database.
 
 Writes cost a fixed few. In a test, a transaction shows as two more queries
-(the savepoint and its release); in production it is BEGIN and COMMIT.
+(the savepoint and its release); in production it is BEGIN and COMMIT. A write
+also reads the read-only switch, at most once a second per process
+(``registry.maintenance.readonly``): here it is read once, before the counts.
 """
+
+from collections.abc import Iterator
 
 import pytest
 
+from registry.maintenance import readonly
 from tests import oci
 
 pytestmark = pytest.mark.django_db
 
 NAME = "team/app"
+
+
+@pytest.fixture(autouse=True)
+def _switch_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(readonly, "REFRESH", float("inf"))
+    readonly.forget()
+    readonly.state()
+    yield
+    readonly.forget()
 
 
 @pytest.fixture

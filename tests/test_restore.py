@@ -10,9 +10,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client
+from rest_framework.authtoken.models import Token
 
 from registry.backup.restore import RestoreError, restore
 from registry.backup.snapshot import backup
+from registry.events.models import Webhook
 from registry.models import Blob, Manifest, Repository
 from registry.storage import StorageError, blob_store
 from tests import backups, oci, ocilayout
@@ -160,6 +162,29 @@ def test_it_merges_accounts_keeping_the_existing_ones(tmp_path: Path) -> None:
     assert alice.check_password("alice's secret")
     assert [group.name for group in alice.groups.all()] == ["developers"]
     assert alice.grants.get().pattern == "alice/*"
+
+
+def test_it_says_that_api_tokens_and_webhooks_are_left_out(tmp_path: Path) -> None:
+    backups.add_accounts()
+    token = Token.objects.create(user=get_user_model().objects.get(username="root"))
+    Webhook.objects.create(
+        url="http://hooks.example/crow", secret="hook secret", events=["push"], patterns=["*"]
+    )
+    out = StringIO()
+    call_command("backup", str(tmp_path / "backup"), stdout=out, stderr=StringIO())
+
+    assert "not in a backup: API tokens" in out.getvalue()
+    assert "(here now: 1 API tokens, 1 webhooks)" in out.getvalue()
+    written = "".join(path.read_text(errors="replace") for path in (tmp_path / "backup").rglob("*.json"))
+    assert token.key not in written and "hook secret" not in written
+    backups.empty_installation()
+    Webhook.objects.all().delete()
+
+    restored = run(str(tmp_path / "backup"))
+
+    assert "not in a backup: API tokens" in restored and "manage.py drf_create_token" in restored
+    assert not Token.objects.exists() and not Webhook.objects.exists()
+    assert get_user_model().objects.filter(username="root").exists()
 
 
 def test_it_keeps_nothing_when_the_store_fails_part_way(

@@ -152,5 +152,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("", include("registry.events.api")),  # audit log and webhooks
     path("", include("registry.mirror.api")),  # the pull-through cache's upstreams
+    path("", include("registry.maintenance.api")),  # the read-only switch
     path("", include(router.urls)),
 ]

@@ -11,6 +11,13 @@ is and adds the missing ones: a user, group, robot or public pattern is the
 same one if its name is; a grant or retention rule if all its fields are.
 An existing user or robot that differs from the backup's is reported, not changed.
 
+Left out, and said so by ``backup`` and ``restore`` (``LEFT_OUT``): the
+management API's tokens (Django REST framework keeps each key in clear, so a
+backup holding them would hand every API caller's credentials, staff's too, to
+whoever reads the backup; they are created again after a restore), webhooks
+(their signing secrets likewise) and the pull-through cache's upstreams (their
+credentials), the audit log and webhook deliveries (history, not state).
+
 Retention rules are read through the app registry, so this module works with
 and without the ``RetentionRule`` model; their fields are copied generically
 (foreign keys by name), whatever the model holds.
@@ -41,6 +48,20 @@ USER_FIELDS = (
 )
 ROBOT_FIELDS = ("patterns", "description", "secret_hash", "expires", "revoked", "created", "last_used")
 ACTIONS = ("pull", "push", "delete")
+
+
+LEFT_OUT = (
+    "not in a backup: API tokens (credentials kept in clear; create them again after a restore: the"
+    " admin's Tokens page or manage.py drf_create_token USER), webhooks and pull-through upstreams (their"
+    " secrets too), the audit log and webhook deliveries"
+)
+
+
+def left_out() -> str:
+    """``LEFT_OUT`` with how many API tokens and webhooks this installation has now."""
+    tokens = apps.get_model("authtoken", "Token").objects.count()
+    webhooks = apps.get_model("registry", "Webhook").objects.count()
+    return f"{LEFT_OUT} (here now: {tokens} API tokens, {webhooks} webhooks)"
 
 
 def retention_model() -> type[models.Model] | None:

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 from registry import deletions, references
 from registry.console import formatting, images, listing
 from registry.console.visibility import Visibility
+from registry.maintenance import readonly
 from registry.mirror.models import MirroredRepository
 from registry.models import Manifest, Repository, Tag
 
@@ -86,7 +87,10 @@ class TagAdmin(admin.ModelAdmin):
         return False  # a tag moves by a push, never by hand
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return settings.CROW_DELETE_ENABLED and super().has_delete_permission(request, obj)
+        # Read-only mode (registry.maintenance): the buttons go, and a delete confirmed after it began is
+        # refused by Django's own permission check.
+        writable = settings.CROW_DELETE_ENABLED and not readonly.is_on()
+        return writable and super().has_delete_permission(request, obj)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         context = {"title": "Tags", **(extra_context or {})}

@@ -12,6 +12,7 @@ from django.utils.timesince import timesince
 
 from registry import uploads
 from registry.console import formatting
+from registry.maintenance import readonly
 from registry.models import Upload
 
 
@@ -41,7 +42,7 @@ class UploadAdmin(admin.ModelAdmin):
         return False  # the cancel action frees storage; a bare row delete would not
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("registry.delete_upload")
+        return request.user.has_perm("registry.delete_upload") and not readonly.is_on()
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         return super().changelist_view(request, {"title": "Uploads in progress", **(extra_context or {})})

@@ -23,6 +23,7 @@ ROBOT_CREATE, ROBOT_SAVE, ROBOT_REVOKE, ROBOT_DELETE = (
 )
 # The pull-through cache's upstreams (registry.mirror), changed in the admin, the API or by the start's sync.
 UPSTREAM_SAVE, UPSTREAM_DELETE = "upstream_save", "upstream_delete"
+READ_ONLY_ON, READ_ONLY_OFF = "read_only_on", "read_only_off"
 ACTIONS = (
     PUSH,
     TAG_MOVE,
@@ -43,6 +44,8 @@ ACTIONS = (
     ROBOT_DELETE,
     UPSTREAM_SAVE,
     UPSTREAM_DELETE,
+    READ_ONLY_ON,
+    READ_ONLY_OFF,
 )
 
 # The events a webhook subscribes to, and the audit actions each covers.

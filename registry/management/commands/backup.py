@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crow.env import parse_duration
 from registry import locks, progress
+from registry.backup import accounts
 from registry.backup.snapshot import BackupError, backup
 from registry.management.migrations_state import require_migrated
 
@@ -21,7 +22,8 @@ from registry.management.migrations_state import require_migrated
 class Command(BaseCommand):
     help = (
         "Back up every repository, manifest, tag, blob, user, grant and robot to DEST, an OCI image layout"
-        " plus crow-backup.json; blobs DEST has already are not copied again."
+        " plus crow-backup.json; blobs DEST has already are not copied again. Not backed up: API tokens,"
+        " webhooks, pull-through upstreams (secrets), the audit log and webhook deliveries."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -52,4 +54,5 @@ class Command(BaseCommand):
         except BackupError as exc:
             raise CommandError(f"backup failed: {exc}", returncode=exc.exit_code) from None
         if verbosity >= 1:
+            self.stdout.write(accounts.left_out())
             self.stdout.write(report.summary())

@@ -2,7 +2,8 @@
 
 Exit status: 0 done; 1 some deletions failed (a later run retries them); 75
 (sysexits' EX_TEMPFAIL: run it again later) another gc or a restore is
-running, or backups ran for longer than ``--wait``, so no blob was deleted.
+running, or backups ran for longer than ``--wait``, so no blob was deleted, or the registry
+is read-only (``manage.py read_only``) and neither ``--force`` nor ``--dry-run`` was given.
 """
 
 from datetime import timedelta
@@ -15,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from crow.env import parse_duration
 from registry import locks, progress
 from registry.gc import collect as gc
+from registry.maintenance import readonly
 from registry.management.migrations_state import require_migrated
 from registry.models import Repository
 
@@ -63,9 +65,15 @@ class Command(BaseCommand):
             " and exit with status 75 (default: %(default)s)",
             default=f"{locks.DEFAULT_WAIT // timedelta(hours=1)}h",
         )
+        parser.add_argument(
+            "--force", action="store_true", help="run even while the registry is read-only (a maintenance)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         require_migrated("gc")
+        refused = None if options["force"] or options["dry_run"] else readonly.refusal("gc")
+        if refused:
+            raise CommandError(refused, returncode=locks.EX_TEMPFAIL)
         try:
             grace = parse_duration(options["grace_period"], "--grace-period")
             wait = parse_duration(options["wait"], "--wait")

@@ -1,0 +1,1 @@
+"""Maintenance: the registry's read-only mode (``readonly``), its switch's table (``models``)."""
