@@ -25,6 +25,7 @@ pytest.register_assert_rewrite(
     "tests.ocilayout",
     "tests.haproxy",
     "tests.fleet",
+    "tests.accesslog",
 )
 
 from tests.receiver import receiver  # noqa: E402, F401 - the webhook receiver fixture

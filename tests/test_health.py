@@ -15,27 +15,11 @@ import pytest
 import requests
 from django.db import connection
 
+from tests.probes import BOUND, probe, ready_again
 from tests.server import Server, database_url
 from tests.tcpproxy import BLACKHOLE, FORWARD, TcpProxy, proxy_to
 
-BOUND = 4.0  # seconds: readiness waits 2 s for its checks
 RECOVERY = 15.0  # a hung check ends at the query bound (2 s) plus the watchdog's cut
-
-
-def probe(server: Server, path: str) -> tuple[requests.Response, float]:
-    started = time.monotonic()
-    # A kubelet names the pod's address: a Host that ALLOWED_HOSTS does not list.
-    response = requests.get(f"{server.url}{path}", headers={"Host": "10.1.2.3:8080"}, timeout=30)
-    return response, time.monotonic() - started
-
-
-def ready_again(server: Server) -> requests.Response:
-    deadline = time.monotonic() + RECOVERY
-    while True:
-        response, _ = probe(server, "/readyz")
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
 
 
 def test_probes_answer_without_credentials_and_stay_out_of_the_access_log(registry_server: Server) -> None:
@@ -73,7 +57,7 @@ def test_readiness_fails_while_the_blob_root_is_not_a_directory(
     finally:
         blob_root.unlink()
         moved.rename(blob_root)
-    assert ready_again(registry_server).status_code == 200
+    assert ready_again(registry_server, RECOVERY).status_code == 200
 
 
 @pytest.fixture
@@ -114,4 +98,4 @@ def test_readiness_fails_fast_while_the_database_hangs(db_proxy: TcpProxy, regis
             assert healthy.status_code == 200 and elapsed < BOUND
     finally:
         db_proxy.mode = FORWARD
-    assert ready_again(registry_server).status_code == 200
+    assert ready_again(registry_server, RECOVERY).status_code == 200
