@@ -26,6 +26,7 @@ pytest.register_assert_rewrite(
     "tests.haproxy",
     "tests.fleet",
     "tests.accesslog",
+    "tests.probes",
 )
 
 from tests.receiver import receiver  # noqa: E402, F401 - the webhook receiver fixture

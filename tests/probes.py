@@ -25,3 +25,18 @@ def ready_again(server: Server, within: float) -> requests.Response:
         if response.status_code == 200 or time.monotonic() > deadline:
             return response
         time.sleep(0.2)
+
+
+def assert_unready_for(server: Server, check: str, probes: int = 4) -> dict[str, str]:
+    """``/readyz`` answers 503 within ``BOUND`` naming ``check`` alone, ``probes`` times (whichever worker
+    answers, and while a hung check is still in flight), and ``/healthz`` 200 throughout; the checks."""
+    for _ in range(probes):
+        response, elapsed = probe(server, "/readyz")
+        assert response.status_code == 503, response.text
+        assert elapsed < BOUND
+        checks = response.json()["checks"]
+        assert checks[check] != "ok"
+        assert {name for name, why in checks.items() if why != "ok"} == {check}
+        healthy, elapsed = probe(server, "/healthz")
+        assert healthy.status_code == 200 and elapsed < BOUND
+    return checks

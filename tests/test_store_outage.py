@@ -14,12 +14,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests import ocilayout
-from tests.probes import BOUND, probe, ready_again
+from tests.probes import assert_unready_for, probe, ready_again
 from tests.s3server import S3Server
 from tests.server import Server
 from tests.tcpproxy import BLACKHOLE, FORWARD, REFUSE, TcpProxy, proxy_to
 
-RECOVERY = 10.0  # seconds after the store is back
+RECOVERY = 5.0  # seconds after the store is back: a probe in flight gives up within 2 s
 READ_BOUND = 13.0  # seconds for a blob read to give up on a hung store: two tries of 5 s, and backoff
 
 
@@ -41,25 +41,17 @@ def server_env(s3_server: S3Server, s3_bucket: str, s3_proxy: TcpProxy) -> dict[
 
 @pytest.mark.parametrize("mode", [BLACKHOLE, REFUSE])
 def test_readiness_fails_fast_while_the_store_is_down(
-    s3_proxy: TcpProxy, registry_server: Server, mode: str
+    s3_proxy: TcpProxy, registry_server: Server, s3_bucket: str, mode: str
 ) -> None:
     assert probe(registry_server, "/readyz")[0].status_code == 200
     s3_proxy.mode = mode
     try:
-        for _ in range(4):  # whichever worker answers, and while a hung check is still in flight
-            response, elapsed = probe(registry_server, "/readyz")
-            assert response.status_code == 503, response.text
-            assert elapsed < BOUND
-            checks = response.json()["checks"]
-            assert checks["storage"] != "ok"
-            assert checks["database"] == "ok"
-            healthy, elapsed = probe(registry_server, "/healthz")
-            assert healthy.status_code == 200 and elapsed < BOUND
+        checks = assert_unready_for(registry_server, "storage")
     finally:
         s3_proxy.mode = FORWARD
-    began = time.monotonic()
+    # Why: the probe's own failure, or the bound it missed (a probe still in flight).
+    assert f"could not reach bucket {s3_bucket}" in checks["storage"] or "no answer" in checks["storage"]
     assert ready_again(registry_server, RECOVERY).status_code == 200
-    print(f"ready again after {time.monotonic() - began:.1f} s")
 
 
 def test_a_blob_read_answers_a_json_error_fast_while_the_store_hangs(
@@ -86,7 +78,6 @@ def test_a_blob_read_answers_a_json_error_fast_while_the_store_hangs(
         elapsed = time.monotonic() - started
     finally:
         s3_proxy.mode = FORWARD
-    print(f"answered {response.status_code} after {elapsed:.1f} s: {response.text}")
     assert response.status_code == 503, response.text
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["errors"][0]["code"] == "UNKNOWN"  # the spec has no code for "retry later"
