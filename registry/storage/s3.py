@@ -109,8 +109,9 @@ class Patience:
 # not hold a request (and its thread) for minutes. Two tries of 5 s: about 11 s, backoff included.
 DOWNLOADS = Patience(connect=2.0, read=5.0, attempts=2)
 # /readyz waits 2 s for all its checks, and starts no new one while one still runs: a probe that gives
-# up within that bound leaves nothing behind, so readiness comes back with the store's next answer.
-PROBES = Patience(connect=1.0, read=1.0, attempts=1)
+# up about then (one try, 2.5 s at most) holds no check past the store's return, so readiness comes back
+# with the store's next answer.
+PROBES = Patience(connect=1.0, read=1.5, attempts=1)
 
 
 class S3Store(BlobStore):
@@ -132,7 +133,6 @@ class S3Store(BlobStore):
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         max_attempts: int = 5,
-        downloads: Patience = DOWNLOADS,
     ) -> None:
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(
@@ -161,7 +161,7 @@ class S3Store(BlobStore):
 
         # Three clients of one session (about 0.4 MiB each beyond the first), one per patience.
         self.client = client(Patience(connect_timeout, read_timeout, max_attempts))
-        self.downloads = client(downloads)
+        self.downloads = client(DOWNLOADS)
         self.probes = client(PROBES)
 
     def blob_key(self, upload_id: str) -> str:
