@@ -25,6 +25,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+FORWARDED_FOR = "X-Forwarded-For"
 
 
 def trusted(remote_addr: str) -> bool:
@@ -44,9 +45,6 @@ def trusted(remote_addr: str) -> bool:
 def _last(value: str) -> str:
     """The last entry of a comma-separated header: the one the nearest proxy wrote."""
     return value.rsplit(",", 1)[-1].strip()
-
-
-FORWARDED_FOR = "X-Forwarded-For"
 
 
 def address_header() -> str:
