@@ -6,9 +6,16 @@ name. The proxy says what the client asked in ``X-Forwarded-Proto``, ``X-Forward
 peer whose address is in ``CROW_TRUSTED_PROXIES`` (comma-separated addresses or CIDRs; default:
 nobody). From such a peer, ``ForwardedHeaders`` rewrites the request before anything reads it:
 its scheme (``request.is_secure()``, the admin's CSRF checks), its host (the token realm built
-by ``build_absolute_uri``; still checked against ``CROW_ALLOWED_HOSTS``) and ``REMOTE_ADDR``
-(login throttling and logs: the right-most ``X-Forwarded-For`` entry that is not itself a
-trusted proxy, as each proxy appends the address it saw).
+by ``build_absolute_uri``; still checked against ``CROW_ALLOWED_HOSTS``) and ``REMOTE_ADDR``.
+
+``client_address`` is the one definition of who the client is, for everything that names it: login
+throttling, the audit log and warnings (``registry.auth.credentials.client_address`` reads the
+``REMOTE_ADDR`` rewritten here), the access log and ``/metrics``' loopback rule (``crow.recording``,
+which sees the request before Django). It is the connection's address, or, from a trusted proxy, the
+right-most entry of ``X-Forwarded-For`` that is not itself a trusted proxy (each proxy appends the
+address it saw; entries left of that are whatever the client sent). ``CROW_CLIENT_ADDRESS_HEADER``
+names another header for it (a proxy that writes ``X-Real-IP`` or ``CF-Connecting-IP``), believed
+from trusted proxies only like ``X-Forwarded-For``.
 """
 
 import ipaddress
@@ -18,6 +25,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+FORWARDED_FOR = "X-Forwarded-For"
 
 
 def trusted(remote_addr: str) -> bool:
@@ -39,13 +47,26 @@ def _last(value: str) -> str:
     return value.rsplit(",", 1)[-1].strip()
 
 
-def client(forwarded_for: str, peer: str) -> str:
-    """The client's address: the right-most ``X-Forwarded-For`` entry that is not a trusted proxy."""
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+def address_header() -> str:
+    """The header in which trusted proxies name the client."""
+    return settings.CROW_CLIENT_ADDRESS_HEADER or FORWARDED_FOR
+
+
+def client_address(peer: str, forwarded: str) -> str:
+    """The client's address: ``peer`` (the connection's), or, if ``peer`` is a trusted proxy, the
+    right-most entry of ``forwarded`` (the address header) that is not a trusted proxy; all of them
+    trusted: the farthest."""
+    if not forwarded or not trusted(peer):
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
     for hop in reversed(hops):
         if not trusted(hop):
             return hop
     return hops[0] if hops else peer
+
+
+def _meta_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 def apply(meta: dict) -> None:
@@ -59,9 +80,7 @@ def apply(meta: dict) -> None:
     host = _last(meta.get("HTTP_X_FORWARDED_HOST", ""))
     if host:
         meta["HTTP_HOST"] = host
-    forwarded_for = meta.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded_for:
-        meta["REMOTE_ADDR"] = client(forwarded_for, peer)
+    meta["REMOTE_ADDR"] = client_address(peer, meta.get(_meta_key(address_header()), ""))
 
 
 class ForwardedHeaders:

@@ -13,9 +13,10 @@ access-log line (logger ``crow.access``, one line per request; JSON with
 - the fast path names the request itself (``answered``); a request for Django
   carries its id in its ``X-Request-ID`` header (``for_django``) and finds its
   record in ``requestlog.live`` by it (``crow.wsgi``);
-- the client address is the connection's, or, when the connection comes from
-  one of ``CROW_TRUSTED_PROXIES``, the last address of ``X-Forwarded-For`` not
-  itself a trusted proxy (``client_address``);
+- the client address is ``crow.proxies.client_address``, the one the audit log
+  and login throttling use: the connection's, or, when the connection comes
+  from one of ``CROW_TRUSTED_PROXIES``, the last address of ``X-Forwarded-For``
+  (or ``CROW_CLIENT_ADDRESS_HEADER``) not itself a trusted proxy;
 - ``/healthz`` and ``/readyz`` are left out of the access log unless
   ``CROW_ACCESS_LOG_PROBES`` (probes every few seconds drown the log).
 
@@ -26,7 +27,6 @@ has the numbers with and without.
 """
 
 import asyncio
-import ipaddress
 import itertools
 import logging
 import os
@@ -35,12 +35,11 @@ import time
 
 from django.conf import settings
 
+from crow import proxies
 from registry import metrics, requestlog
 from registry.requestlog import Record
 
 log = logging.getLogger("crow.access")
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _prefix = os.urandom(4).hex()  # new in each worker (forked from a parent that imported this)
@@ -140,12 +139,14 @@ def for_django(scope: dict) -> dict:
 
 
 _access_log = _access_log_probes = False
+_address_header = b"x-forwarded-for"
 
 
 def configure() -> None:
     """Read the access log's settings once (not through Django's settings object per request)."""
-    global _access_log, _access_log_probes
+    global _access_log, _access_log_probes, _address_header
     _access_log, _access_log_probes = settings.CROW_ACCESS_LOG, settings.CROW_ACCESS_LOG_PROBES
+    _address_header = proxies.address_header().lower().encode("latin-1")
 
 
 configure()
@@ -227,7 +228,7 @@ def _start(scope: dict) -> Record:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             wanted = value
-        elif name == b"x-forwarded-for":
+        elif name == _address_header:
             forwarded = value if forwarded is None else forwarded + b"," + value
     if wanted is not None and _SANE_ID.fullmatch(wanted) and wanted.decode() not in requestlog.live:
         request_id = wanted.decode()
@@ -239,7 +240,7 @@ def _start(scope: dict) -> Record:
         request_id,
         method if method in _METHODS else "other",
         path,
-        client_address(peer, forwarded, _trusted()) if forwarded is not None else peer,
+        proxies.client_address(peer, forwarded.decode("latin-1")) if forwarded is not None else peer,
         _route(path),
     )
 
@@ -249,35 +250,6 @@ def _route(path: str) -> str:
     if path.startswith("/v2/"):
         return "v2"
     return _SITE_ROUTES.get(path[1:].partition("/")[0], "other")
-
-
-def _trusted() -> tuple[Network, ...]:
-    return settings.CROW_TRUSTED_PROXIES
-
-
-def trusted_networks(cidrs: list[str]) -> tuple[Network, ...]:
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-
-
-def client_address(peer: str, forwarded: bytes | None, trusted: tuple[Network, ...]) -> str:
-    """The client's address: ``peer`` (the connection's), or behind ``trusted`` proxies the last
-    ``X-Forwarded-For`` entry that is not one of them (entries left of it are the client's to forge)."""
-    if not forwarded or not trusted or not _among(peer, trusted):
-        return peer
-    address = peer
-    for entry in reversed(forwarded.decode("latin-1").split(",")):
-        address = entry.strip()
-        if not _among(address, trusted):
-            break
-    return address
-
-
-def _among(address: str, networks: tuple[Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 def _content_length(headers) -> int:

@@ -262,13 +262,13 @@ CROW_LOGIN_FAILURES = env.integer("CROW_LOGIN_FAILURES", 10, minimum=1)
 CROW_LOGIN_WINDOW = env.duration("CROW_LOGIN_WINDOW", "5m")
 # Failed logins from one address, whatever the accounts, within the window before 429.
 CROW_LOGIN_ADDRESS_FAILURES = env.integer("CROW_LOGIN_ADDRESS_FAILURES", 5 * CROW_LOGIN_FAILURES, minimum=1)
-# Behind a reverse proxy: the header holding the client's address (e.g. X-Forwarded-For; its last entry
-# counts, the one the proxy added). Empty: the connection's address. Never set it without such a proxy.
-CROW_CLIENT_ADDRESS_HEADER = env.string("CROW_CLIENT_ADDRESS_HEADER", "")
 # Reverse proxies (addresses or CIDRs) whose X-Forwarded-Proto/Host/For are believed (crow.proxies): the
-# token realm then names the public https host, and the client's address is the one the proxy saw (in
-# the access log and audit log too; /metrics' loopback rule applies to that address).
+# token realm then names the public https host, and the client's address is the one the proxy saw (for
+# login throttling, the audit log, the access log and /metrics' loopback rule alike).
 CROW_TRUSTED_PROXIES = env.networks("CROW_TRUSTED_PROXIES")
+# The header in which those proxies name the client, if not X-Forwarded-For (e.g. X-Real-IP); believed
+# from CROW_TRUSTED_PROXIES only (a system check warns when it is set without them).
+CROW_CLIENT_ADDRESS_HEADER = env.string("CROW_CLIENT_ADDRESS_HEADER", "")
 # `python -m crow.start` (the container's command) applies migrations before serving; 0 in a fleet,
 # where they run once apart (`manage.py migrate`) before the replicas start.
 CROW_MIGRATE = env.boolean("CROW_MIGRATE", default=True)

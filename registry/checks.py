@@ -83,6 +83,22 @@ def check_production_database(app_configs: Any = None, **kwargs: Any) -> list[Ch
     ]
 
 
+@register(Tags.security)
+def check_client_address_header(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Before, ``CROW_CLIENT_ADDRESS_HEADER`` was believed from anyone; now from trusted proxies only."""
+    if not settings.CROW_CLIENT_ADDRESS_HEADER or settings.CROW_TRUSTED_PROXIES:
+        return []
+    return [
+        CheckWarning(
+            f"CROW_CLIENT_ADDRESS_HEADER ({settings.CROW_CLIENT_ADDRESS_HEADER}) is ignored: it is believed"
+            " only from CROW_TRUSTED_PROXIES, which names no proxy.",
+            hint="Set CROW_TRUSTED_PROXIES to your reverse proxy's addresses or CIDRs; else every client"
+            " behind it has the proxy's address (and shares its login throttling).",
+            id="crow.W003",
+        )
+    ]
+
+
 @register()
 def check_s3_bucket(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     if settings.CROW_STORAGE != "s3" or settings.CROW_S3_BUCKET:

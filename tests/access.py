@@ -27,6 +27,7 @@ def secure(settings: Settings, tmp_path: Path) -> None:
     settings.CROW_TOKEN_SERVICE = "crow-test"
     settings.CROW_TOKEN_REALM = ""
     settings.CROW_CLIENT_ADDRESS_HEADER = ""
+    settings.CROW_TRUSTED_PROXIES = ()
     # A real hasher costs most of a second per login: these tests log in hundreds of times.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()  # the failed-login counters

@@ -25,6 +25,8 @@ pytest.register_assert_rewrite(
     "tests.ocilayout",
     "tests.haproxy",
     "tests.fleet",
+    "tests.accesslog",
+    "tests.probes",
 )
 
 from registry.maintenance import readonly  # noqa: E402

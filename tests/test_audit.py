@@ -1,5 +1,6 @@
 """The audit log: what pushes, deletes, logins, access-rule changes and gc record, and ``GET /api/audit/``."""
 
+import ipaddress
 from datetime import timedelta
 
 import pytest
@@ -115,6 +116,17 @@ def test_it_records_logins_and_failed_logins_with_the_address() -> None:
         ("login_failed", "alice", "198.51.100.1"),
         ("login_failed", "mallory?", "198.51.100.1"),
     ]
+
+
+def test_it_records_the_address_a_trusted_proxy_saw_and_only_from_it(settings) -> None:
+    settings.CROW_TRUSTED_PROXIES = (ipaddress.ip_network("10.0.0.0/8"),)
+    access.user("alice")
+    forwarded = {**access.basic("alice", "wrong"), "X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
+    assert Client(REMOTE_ADDR="10.0.0.2").get("/v2/", headers=forwarded).status_code == 401
+    assert Client(REMOTE_ADDR="192.0.2.9").get("/v2/", headers=forwarded).status_code == 401
+
+    failed = AuditEvent.objects.filter(action="login_failed").order_by("id")
+    assert [event.address for event in failed] == ["203.0.113.7", "192.0.2.9"]
 
 
 def test_it_records_access_rule_changes_through_the_api_with_the_caller(staff: Client) -> None:

@@ -1,5 +1,6 @@
 """Failed logins are limited per client address and per address and account, and logged without secrets."""
 
+import ipaddress
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -95,19 +96,24 @@ def test_it_logs_failures_without_the_password(client: Client, caplog) -> None:
     assert "c2lnbmF0dXJl" not in caplog.text
 
 
-def test_it_counts_by_the_proxy_header_behind_a_proxy(client: Client, settings) -> None:
-    settings.CROW_CLIENT_ADDRESS_HEADER = "X-Forwarded-For"
+@pytest.mark.parametrize("header", ["", "X-Real-IP"], ids=["x-forwarded-for", "named-header"])
+def test_it_counts_by_the_address_a_trusted_proxy_saw(client: Client, settings, header: str) -> None:
+    settings.CROW_TRUSTED_PROXIES = (ipaddress.ip_network("10.0.0.0/8"),)
+    settings.CROW_CLIENT_ADDRESS_HEADER = header
+    name = header or "X-Forwarded-For"
 
-    def through_proxy(client_address: str, password: str):
-        # The client may send any X-Forwarded-For; the proxy appends the address it saw.
-        forwarded = f"203.0.113.9, {client_address}"
-        return client.get("/v2/", headers={**access.basic("bob", password), "X-Forwarded-For": forwarded})
+    def through_proxy(client_address: str, username: str, password: str, peer: str = "10.0.0.2"):
+        # The client may send any address; the proxy appends the one it saw.
+        forwarded = {name: f"203.0.113.9, {client_address}"}
+        return client.get("/v2/", headers={**access.basic(username, password), **forwarded}, REMOTE_ADDR=peer)
 
     for username in ("carol", "dave", "erin", "frank", "grace"):
-        client.get("/v2/", headers={**access.basic(username, "x"), "X-Forwarded-For": "198.51.100.1"})
+        through_proxy("198.51.100.1", username, "x")
 
-    oci.assert_error(through_proxy("198.51.100.1", access.PASSWORD), 429, "TOOMANYREQUESTS")
-    assert through_proxy("198.51.100.2", access.PASSWORD).status_code == 200
+    oci.assert_error(through_proxy("198.51.100.1", "bob", access.PASSWORD), 429, "TOOMANYREQUESTS")
+    assert through_proxy("198.51.100.2", "bob", access.PASSWORD).status_code == 200
+    # From anyone but the proxy, the header is the client's word: counted by its own address.
+    assert through_proxy("198.51.100.1", "bob", access.PASSWORD, peer="192.0.2.50").status_code == 200
 
 
 def test_it_does_not_count_successes(client: Client) -> None:

@@ -1,5 +1,6 @@
 """The system checks of ``registry.checks``, one test per check and outcome."""
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -117,6 +118,21 @@ def test_it_accepts_valid_upstreams() -> None:
         assert checks.check_upstreams() == []
 
 
+def test_it_warns_of_a_client_address_header_without_trusted_proxies() -> None:
+    # Believed from anyone before: now it would be ignored, and every client would have the proxy's address.
+    with override_settings(CROW_CLIENT_ADDRESS_HEADER="X-Forwarded-For", CROW_TRUSTED_PROXIES=()):
+        messages = checks.check_client_address_header()
+    assert ids(messages) == ["crow.W003"] and "CROW_TRUSTED_PROXIES" in messages[0].hint
+
+
+def test_it_accepts_a_client_address_header_from_trusted_proxies() -> None:
+    proxy = (ipaddress.ip_network("10.0.0.0/8"),)
+    with override_settings(CROW_CLIENT_ADDRESS_HEADER="X-Real-IP", CROW_TRUSTED_PROXIES=proxy):
+        assert checks.check_client_address_header() == []
+    with override_settings(CROW_CLIENT_ADDRESS_HEADER="", CROW_TRUSTED_PROXIES=()):
+        assert checks.check_client_address_header() == []
+
+
 def test_it_registers_the_checks() -> None:
     from django.core import checks as django_checks
 
@@ -128,6 +144,7 @@ def test_it_registers_the_checks() -> None:
         checks.check_production_database,
         checks.check_s3_bucket,
         checks.check_upstreams,
+        checks.check_client_address_header,
     } <= registered
 
 

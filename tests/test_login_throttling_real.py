@@ -1,6 +1,7 @@
 """Login throttling across the server's processes, for real: three gunicorn workers, each on its own
 socket (SO_REUSEPORT), and every request on a fresh connection, so the kernel spreads them over the
-workers. Behind a proxy (``X-Forwarded-For``) one test stands for several client addresses.
+workers. Behind a trusted proxy (loopback, sending ``X-Forwarded-For``) one test stands for several
+client addresses.
 
 The victim is the server's robot: an attacker who fails its logins from one address is refused there
 (429, whichever worker answers), while the robot's right secret from another address still works.
@@ -28,7 +29,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {
         "CROW_WORKERS": "3",
         "CROW_THREADS": "2",
-        "CROW_CLIENT_ADDRESS_HEADER": "X-Forwarded-For",
+        "CROW_TRUSTED_PROXIES": "127.0.0.1",
         "CROW_LOGIN_FAILURES": str(FAILURES),
         "CROW_LOGIN_WINDOW": "10m",
         **extra,

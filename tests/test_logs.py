@@ -8,18 +8,13 @@ forwarded one, behind a trusted proxy); a request that fails logs its
 traceback under the same id.
 """
 
-import json
-import time
-from pathlib import Path
-from typing import Any
-
 import pytest
 import requests
 from django.test import Client
 
-from crow.recording import client_address, trusted_networks
 from registry.models import Manifest
 from tests import oci
+from tests.accesslog import access, lines
 from tests.server import Server
 
 NAME = "team/logs"
@@ -28,23 +23,6 @@ NAME = "team/logs"
 @pytest.fixture
 def server_env() -> dict[str, str]:
     return {"CROW_LOG_FORMAT": "json", "CROW_TRUSTED_PROXIES": "127.0.0.1/32"}
-
-
-def lines(log: Path) -> list[dict[str, Any]]:
-    time.sleep(0.5)  # the worker writes its line after the answer's last byte
-    entries = []
-    for line in log.read_text().splitlines():
-        if line.strip():
-            entry = json.loads(line)  # every line: plain text would fail here
-            assert isinstance(entry, dict) and {"time", "level", "message"} <= entry.keys(), line
-            entries.append(entry)
-    return entries
-
-
-def access(log: Path, request_id: str) -> dict[str, Any]:
-    found = [e for e in lines(log) if e.get("logger") == "crow.access" and e.get("request_id") == request_id]
-    assert len(found) == 1, found
-    return found[0]
 
 
 def test_each_request_has_one_json_access_line_under_its_id(registry_server: Server, client: Client) -> None:
@@ -123,25 +101,3 @@ def test_a_failure_logs_its_traceback_under_the_request_id(registry_server: Serv
     errors = [e for e in entries if e["level"] == "ERROR"]
     assert errors and "Traceback" in errors[0]["error"], entries
     assert [e["status"] for e in entries if e["logger"] == "crow.access"] == [500]
-
-
-PROXIES = trusted_networks(["10.0.0.0/8", "127.0.0.1"])
-
-
-@pytest.mark.parametrize(
-    ("peer", "forwarded", "client"),
-    [
-        ("203.0.113.5", None, "203.0.113.5"),
-        ("203.0.113.5", b"198.51.100.7", "203.0.113.5"),  # not from a trusted proxy: not believed
-        ("10.1.2.3", b"198.51.100.7", "198.51.100.7"),
-        ("10.1.2.3", b"192.0.2.1, 198.51.100.7", "198.51.100.7"),  # the left entry is the client's word
-        ("10.1.2.3", b"198.51.100.7, 10.9.9.9", "198.51.100.7"),  # through two trusted proxies
-        ("10.1.2.3", b"10.4.4.4, 10.9.9.9", "10.4.4.4"),  # all trusted: the farthest
-        ("10.1.2.3", b"not-an-address", "not-an-address"),
-        ("127.0.0.1", b"", "127.0.0.1"),
-    ],
-)
-def test_the_client_address_honours_trusted_proxies_only(
-    peer: str, forwarded: bytes | None, client: str
-) -> None:
-    assert client_address(peer, forwarded, PROXIES) == client

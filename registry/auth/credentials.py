@@ -11,7 +11,6 @@ import binascii
 import logging
 import unicodedata
 
-from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
 
@@ -29,15 +28,8 @@ class BadCredentials(Exception):
 
 
 def client_address(request: HttpRequest) -> str:
-    """The connection's address, or the last entry of ``CROW_CLIENT_ADDRESS_HEADER`` behind a proxy.
-
-    Only the last entry is the trusted proxy's own: earlier ones are whatever the client sent.
-    """
-    header = settings.CROW_CLIENT_ADDRESS_HEADER
-    if header:
-        forwarded = request.headers.get(header, "").split(",")[-1].strip()
-        if forwarded:
-            return forwarded
+    """The client's address, as ``crow.proxies.client_address`` defines it for the access log too:
+    ``ForwardedHeaders``, the first middleware, has put it in ``REMOTE_ADDR``."""
     return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 

@@ -64,6 +64,8 @@ names).
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import boto3
@@ -92,6 +94,24 @@ MAX_PART_SIZE = 5 * 1024 * MiB  # S3's largest part
 MAX_PARTS = 10_000  # S3's and R2's most parts per multipart upload
 STREAM_CHUNK = MiB  # bytes per chunk when proxying a download
 CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a client waits for the store: to connect, for each answer, and how many tries in all."""
+
+    connect: float
+    read: float
+    attempts: int
+
+
+# A streamed download waits less than a write: its client retries a 503 itself, and a hung store must
+# not hold a request (and its thread) for minutes. Two tries of 5 s: about 11 s, backoff included.
+DOWNLOADS = Patience(connect=2.0, read=5.0, attempts=2)
+# /readyz waits 2 s for all its checks, and starts no new one while one still runs: a probe that gives
+# up about then (one try, 2.5 s at most) holds no check past the store's return, so readiness comes back
+# with the store's next answer.
+PROBES = Patience(connect=1.0, read=1.5, attempts=1)
 
 
 class S3Store(BlobStore):
@@ -126,26 +146,23 @@ class S3Store(BlobStore):
         self.redirect = redirect
         self.presign_expiry = presign_expiry
         self.public_url = public_url.rstrip("/")
-        config = Config(
-            signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            # Newer botocore sends CRC checksums on every upload; some S3-compatible stores refuse them.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            # "standard" retries throttling (429, 503 SlowDown) and dropped connections with backoff.
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        )
-        # Empty credentials fall back to boto3's own chain (environment, instance role).
-        self.client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region,
-            aws_access_key_id=access_key_id or None,
-            aws_secret_access_key=secret_access_key or None,
-            config=config,
-        )
+        session = boto3.session.Session()
+
+        def client(patience: Patience) -> Any:
+            # Empty credentials fall back to boto3's own chain (environment, instance role).
+            return session.client(
+                "s3",
+                endpoint_url=endpoint_url or None,
+                region_name=region,
+                aws_access_key_id=access_key_id or None,
+                aws_secret_access_key=secret_access_key or None,
+                config=_config(patience),
+            )
+
+        # Three clients of one session (about 0.4 MiB each beyond the first), one per patience.
+        self.client = client(Patience(connect_timeout, read_timeout, max_attempts))
+        self.downloads = client(DOWNLOADS)
+        self.probes = client(PROBES)
 
     def blob_key(self, upload_id: str) -> str:
         return f"{self.prefix}blobs/{upload_id}"
@@ -312,7 +329,7 @@ class S3Store(BlobStore):
 
     def probe(self) -> None:
         with _storage_errors(f"reach bucket {self.bucket}"):
-            self.client.head_bucket(Bucket=self.bucket)
+            self.probes.head_bucket(Bucket=self.bucket)
 
     def _size_of(self, key: str) -> int | None:
         """The size of the object at ``key``, None if there is none."""
@@ -326,7 +343,7 @@ class S3Store(BlobStore):
         if length == 0:
             return Stream(iter(()), 0)
         with _storage_errors(f"read blob {digest}"):
-            body = self.client.get_object(
+            body = self.downloads.get_object(
                 Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
             )["Body"]
         return Stream(body_chunks(body, STREAM_CHUNK, f"read blob {digest}"), length)
@@ -438,3 +455,18 @@ class S3Store(BlobStore):
             for item in listing.get("Contents", []):
                 if which(item["Key"]):
                     self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+
+
+def _config(patience: Patience) -> Config:
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        # Newer botocore sends CRC checksums on every upload; some S3-compatible stores refuse them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        # "standard" retries throttling (429, 503 SlowDown), timeouts and dropped connections with
+        # backoff; "total_max_attempts" counts the first try ("max_attempts" would not).
+        retries={"total_max_attempts": patience.attempts, "mode": "standard"},
+        connect_timeout=patience.connect,
+        read_timeout=patience.read,
+    )
