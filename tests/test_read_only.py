@@ -13,8 +13,10 @@ from django.test import Client
 
 from registry.events.models import READ_ONLY_OFF, READ_ONLY_ON, AuditEvent
 from registry.maintenance import readonly
-from registry.models import Tag
+from registry.mirror.models import MirroredRepository, Upstream
+from registry.models import Repository, Tag
 from tests import oci
+from tests.server import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -168,3 +170,32 @@ def test_the_admin_shows_that_the_environment_forces_it(admin_client: Client, se
 
     assert "read-only (CROW_READ_ONLY=1 in the server&#x27;s environment)" in page
     assert 'id="crow-read-only-forced"' in page and 'value="on"' in page
+
+
+def test_a_mirror_serves_what_it_stored_and_fetches_nothing(client: Client, pushed: oci.Image) -> None:
+    """A fetch stores what it fetched: while read-only, a mirrored repository serves what it has,
+    and what it has not answers 503 (the upstream may have it; nothing asked it)."""
+    mirrored = "mirror.test/team/app"
+    oci.push_image(client, mirrored, pushed, "v1")  # stored before it was a mirror, as a pull would
+    upstream = Upstream.objects.create(prefix="mirror.test", url=f"http://127.0.0.1:{free_port()}")
+    repository = Repository.objects.get(name=mirrored)
+    MirroredRepository.objects.create(repository=repository, upstream=upstream)
+    switch("on")
+
+    by_digest = client.get(f"/v2/{mirrored}/manifests/{pushed.manifest.digest}")
+    assert by_digest.status_code == 200 and by_digest.content == pushed.manifest.data
+    assert client.get(f"/v2/{mirrored}/blobs/{pushed.layers[0].digest}").status_code == 200
+    missing = oci.layer("never mirrored")
+    for response in (
+        client.get(f"/v2/{mirrored}/manifests/not-mirrored"),
+        client.get(f"/v2/{mirrored}/blobs/{missing.digest}"),
+        client.head(f"/v2/{mirrored}/blobs/{missing.digest}"),
+    ):
+        assert response.status_code == 503, response
+        assert response["Retry-After"]
+    error = oci.document(client.get(f"/v2/{mirrored}/manifests/not-mirrored"))["errors"][0]
+    assert "read-only for maintenance" in error["message"]
+    switch("off")
+    assert client.get(f"/v2/{mirrored}/manifests/not-mirrored").status_code == 503  # asked: nobody there
+    error = oci.document(client.get(f"/v2/{mirrored}/manifests/not-mirrored"))["errors"][0]
+    assert "read-only" not in error["message"]

@@ -26,7 +26,7 @@ def head_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     if route is None:
         size = _linked_blob(name, digest).size
     elif (size := mirror_blobs.size(route, digest, mirrors.may_fetch(request))) is None:
-        raise errors.blob_unknown(digest)
+        raise mirrors.missing(errors.blob_unknown(digest))
     if etags.held(request, digest):
         return responses.not_modified(digest, size, immutable=True)
     return responses.blob_head(digest, size)
@@ -39,7 +39,7 @@ def get_blob(request: HttpRequest, name: str, digest: str) -> HttpResponse:
     else:
         found = mirror_blobs.fetch(route, digest, mirrors.may_fetch(request))
         if found is None:
-            raise errors.blob_unknown(digest)
+            raise mirrors.missing(errors.blob_unknown(digest))
         if isinstance(found, mirror_blobs.Fetching):  # on its way from the upstream: the whole of it
             download = Stream(found.chunks, found.length)
             return responses.blob_download(download, digest, 0, found.length, found.length, partial=False)

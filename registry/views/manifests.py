@@ -23,7 +23,8 @@ def get_manifest(request: HttpRequest, name: str, reference: str) -> HttpRespons
     else:
         manifest = pulls.served(route, ref, content=not head, may_fetch=mirrors.may_fetch(request))
     if manifest is None:
-        raise _unknown(name if route is None else route.local, ref)
+        unknown = _unknown(name if route is None else route.local, ref)
+        raise unknown if route is None else mirrors.missing(unknown)
     _check_accept(request, manifest.media_type)
     immutable = ref.digest is not None
     if etags.held(request, manifest.digest):
