@@ -3,7 +3,10 @@
 Writes cost a fixed few. In a test, a transaction shows as two more queries
 (the savepoint and its release); in production it is BEGIN and COMMIT. A write
 also reads the read-only switch, at most once a second per process
-(``registry.maintenance.readonly``): here it is read once, before the counts.
+(``registry.maintenance.readonly``), and a request names a repository whose
+upstream, if any, is known from the pull-through cache's list of upstreams
+(``registry.mirror.routing``, read every few seconds): here both are read once,
+before the counts.
 """
 
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from registry.maintenance import readonly
+from registry.mirror import routing
 from tests import oci
 
 pytestmark = pytest.mark.django_db
@@ -23,6 +27,7 @@ def _switch_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(readonly, "REFRESH", float("inf"))
     readonly.forget()
     readonly.state()
+    routing.route(NAME)
     yield
     readonly.forget()
 
