@@ -212,7 +212,7 @@ def preload() -> None:
 
 
 def server(config: Settings):
-    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
     from granian.server import Server
@@ -223,6 +223,7 @@ def server(config: Settings):
         port=config.port or 0,
         uds=config.uds,
         interface=Interfaces.ASGI,
+        loop=Loops.uvloop,  # libuv's loop: the fast path and each body message cost less than on asyncio's
         workers=config.workers,
         backlog=BACKLOG,
         backpressure=config.max_connections,
