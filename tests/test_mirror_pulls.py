@@ -9,19 +9,22 @@ byte count says what CRoW downloaded. Each test runs its own CRoW server
 
 import concurrent.futures
 import json
+import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
 from django.db import connection
+from django.utils import timezone
 
 from registry.mirror.models import MirroredRepository, Upstream
-from registry.models import Repository
+from registry.models import Manifest, Repository, Tag
 from tests import ocilayout, processes
 from tests.s3server import S3Server
-from tests.server import Server
+from tests.server import ROOT, Server
 from tests.skopeo import Skopeo
 from tests.tcpproxy import FORWARD, REFUSE
 from tests.upstreams import Upstream as ReferenceRegistry
@@ -219,6 +222,40 @@ def test_it_downloads_a_large_blob_once_for_concurrent_first_pulls(
     assert BIG_LAYER < downloaded < 1.5 * BIG_LAYER, f"{downloaded} bytes came from the upstream"
     first = ocilayout.blobs(tmp_path / "big-0")
     assert all(ocilayout.blobs(tmp_path / f"big-{index}") == first for index in (1, 2))
+
+
+@pytest.mark.parametrize("store", ["filesystem", "s3"])
+def test_gc_empties_a_mirror_nobody_pulled_and_the_next_pull_fills_it_again(
+    store: str,
+    mirror: Upstream,
+    registry_server: Server,
+    skopeo: Skopeo,
+    upstream: ReferenceRegistry,
+    proxy,
+    tmp_path: Path,
+) -> None:
+    Upstream.objects.filter(id=mirror.id).update(unused_days=30)
+    source, local = f"{registry_server.host}/{PREFIX}/lib/app:1", f"{PREFIX}/lib/app"
+    expected = _pull(skopeo, source, tmp_path / "first")
+    long_ago = timezone.now() - timedelta(days=40)
+    MirroredRepository.objects.filter(repository__name=local).update(
+        last_pulled=long_ago, last_synced=long_ago
+    )
+
+    # gc as an operator runs it: another process, the server's settings (its store, its database).
+    gc = [sys.executable, "manage.py", "gc", "--grace-period", "0"]
+    env = {**registry_server.env, "CROW_SECRET_KEY": "an operator's key, " * 3}  # checked by commands
+    done = processes.run(gc, cwd=ROOT, env=env, capture_output=True, timeout=TIMEOUT)
+    output = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert "of which 1 mirrored repository unused for 30 days" in output, output
+    assert not Tag.objects.filter(repository__name=local).exists()
+    assert not Manifest.objects.filter(repository__name=local).exists()
+
+    before = proxy.received
+    assert _pull(skopeo, source, tmp_path / "again") == expected  # fetched anew, the same image
+    assert proxy.received > before
+    assert ocilayout.blobs(tmp_path / "again") == ocilayout.blobs(tmp_path / "first")
 
 
 def test_it_refuses_a_push_into_the_mirror(

@@ -125,6 +125,15 @@ def test_gc_keeps_a_sparse_index_and_its_present_child(client: Client) -> None:
     assert set(Manifest.objects.values_list("digest", flat=True)) == {INDEX.digest, AMD.manifest.digest}
 
 
+def test_gc_deletes_an_untagged_sparse_index_with_its_absent_references(client: Client) -> None:
+    push_index_with_an_absent_child(client)
+    client.delete(f"/v2/{NAME}/manifests/multi")
+    report = collect(untagged=True)
+    assert (report.manifests, report.failed) == (2, [])  # the index, then its present child
+    assert not Manifest.objects.exists()
+    assert not AbsentReference.objects.exists()
+
+
 def test_gc_follows_an_absent_reference_whose_child_arrived_without_being_linked(client: Client) -> None:
     # The child's push and the index's crossed: the child is in, the index still names it absent.
     push_index_with_an_absent_child(client)

@@ -232,6 +232,7 @@ def delete(
             ids = [manifest_id for manifest_id, _, _, _ in locked if manifest_id not in busy]
             ManifestBlob.objects.filter(manifest_id__in=ids).delete()
             ManifestChild.objects.filter(parent_id__in=ids).delete()
+            AbsentReference.objects.filter(manifest_id__in=ids).delete()  # a sparse manifest's own
             _, deleted = Manifest.objects.filter(id__in=ids).delete()
             if any(count for label, count in deleted.items() if label != Manifest._meta.label):
                 # Django's cascade found a tag or a parent after all: keep everything.
