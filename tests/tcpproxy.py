@@ -12,6 +12,8 @@ Modes, switched at any time and applied to open connections too:
 
 ``delay`` (seconds, 0 by default) holds what the upstream sends back for that
 long before passing it on, in order: a slow way back from the database.
+``rate`` (bytes a second, 0 by default: unbounded) slows what clients send to
+the upstream to that pace, over each connection: a slow link to the server.
 """
 
 import select
@@ -31,6 +33,7 @@ class TcpProxy:
         self.upstream = upstream
         self.mode = FORWARD
         self.delay = 0.0
+        self.rate = 0
         self.received = 0  # bytes the upstream sent back, over every connection (a download's count)
         self._counting = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -91,6 +94,8 @@ class TcpProxy:
                             self.received += len(data)
                     if end is upstream and self.delay:
                         time.sleep(self.delay)
+                    if end is client and self.rate:
+                        time.sleep(len(data) / self.rate)
                     (upstream if end is client else client).sendall(data)
 
 

@@ -39,6 +39,7 @@ from tests.fleet import Fleet, Replica
 from tests.s3server import S3Server, fresh_bucket
 from tests.server import REPOSITORIES, database_url, free_port, open_environment, stop
 from tests.skopeo import Skopeo
+from tests.tcpproxy import TcpProxy, proxy_to
 
 pytestmark = [
     pytest.mark.realserver,
@@ -51,6 +52,7 @@ pytestmark = [
 
 MiB = 1024 * 1024
 LARGE_LAYER = 200 * MiB
+UPLINK_RATE = 50 * MiB  # bytes a second from the client to the load balancer, in the kill test
 TIMEOUT = 60
 NAME = "team/app"
 ADMIN = ("fleet-admin", "fleet-admin-password")
@@ -176,11 +178,22 @@ def uploaded_parts(s3: S3Server, bucket: str) -> int:
 BROKEN_UPLOAD = ("broken pipe", "use of closed network connection", "connection reset by peer", "EOF")
 
 
+@pytest.fixture
+def uplink(up: Fleet) -> Iterator[TcpProxy]:
+    """The client's link to the load balancer, slowed (about 4 s for the large layer) so that a kill
+    lands in the middle of the upload however fast the machine: unthrottled, a quiet one pushed the
+    layer before a look saw it under way."""
+    host, port = up.balancer.host.split(":")
+    with proxy_to(host, int(port)) as link:
+        link.rate = UPLINK_RATE
+        yield link
+
+
 def test_a_large_push_survives_a_replica_killed_in_its_middle(
-    up: Fleet, skopeo: Skopeo, tmp_path: Path
+    up: Fleet, skopeo: Skopeo, tmp_path: Path, uplink: TcpProxy
 ) -> None:
     digest = ocilayout.write_large_image(tmp_path / "in", "large", LARGE_LAYER)
-    reference = f"{up.balancer.host}/{NAME}:large"
+    reference = f"127.0.0.1:{uplink.port}/{NAME}:large"
     command = skopeo.command(*skopeo.push_arguments(tmp_path / "in", "large", reference, "--retry-times=3"))
     output = tmp_path / "skopeo.log"
     began = time.monotonic()
