@@ -70,6 +70,20 @@ def screenshots(tmp_path: Path) -> Path:
     return folder
 
 
+def follow(driver: Any, element: Any, keys: str = "") -> None:
+    """Click ``element`` (or type ``keys`` into it) and wait for the page it leads to: until the old
+    page is gone, a lookup can find the old page's elements and read them stale once it went."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    if keys:
+        element.send_keys(keys)
+    else:
+        element.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+
+
 def by_css(driver: Any, selector: str) -> Any:
     from selenium.webdriver.common.by import By
 
@@ -118,14 +132,14 @@ def test_an_operator_finds_an_image_and_deletes_two_tags(
     driver.get(f"{server.url}/")  # the front page leads to the console's login
     by_css(driver, "#id_username").send_keys("operator")
     by_css(driver, "#id_password").send_keys(PASSWORD)
-    by_css(driver, "input[type=submit]").click()
+    follow(driver, by_css(driver, "input[type=submit]"))
     assert "4" in by_css(driver, "#crow-dashboard").text  # tags
     driver.save_screenshot(str(screenshots / "dashboard.png"))
 
-    by_text(driver, "Repositories").click()
-    by_css(driver, "#searchbar").send_keys("app\n")
+    follow(driver, by_text(driver, "Repositories"))
+    follow(driver, by_css(driver, "#searchbar"), "app\n")
     driver.save_screenshot(str(screenshots / "repositories.png"))
-    by_text(driver, NAME).click()
+    follow(driver, by_text(driver, NAME))
     assert by_css(driver, "h1").text == NAME
     latest = row_of(driver, "latest")
     assert "linux/amd64, linux/arm64/v8" in latest.text
@@ -134,28 +148,28 @@ def test_an_operator_finds_an_image_and_deletes_two_tags(
     assert references == [f"{server.host}/{NAME}:latest", f"{server.host}/{NAME}@{multi.index.digest}"]
     driver.save_screenshot(str(screenshots / "repository.png"))
 
-    latest.find_element("css selector", ".field-digest a").click()
+    follow(driver, latest.find_element("css selector", ".field-digest a"))
     assert "linux/arm64/v8" in by_css(driver, "#content").text
     driver.save_screenshot(str(screenshots / "index.png"))
     child = multi.children[1]
-    driver.find_element("xpath", "//tr[td[text()='linux/arm64/v8']]//a").click()
+    follow(driver, driver.find_element("xpath", "//tr[td[text()='linux/arm64/v8']]//a"))
     page = by_css(driver, "#content").text
     assert child.manifest.digest in page and "linux/arm64/v8" in page
     assert human_size(child.layers[0].size) in page and "/usr/bin/app" in page
     driver.save_screenshot(str(screenshots / "manifest.png"))
 
-    by_css(driver, ".breadcrumbs a:nth-of-type(1)").click()  # home
-    by_text(driver, NAME).click()
+    follow(driver, by_css(driver, ".breadcrumbs a:nth-of-type(1)"))  # home
+    follow(driver, by_text(driver, NAME))
     for tag in ("1.0", "2.0"):
         row_of(driver, tag).find_element("css selector", "input.action-select").click()
     from selenium.webdriver.support.ui import Select
 
     Select(by_css(driver, "select[name=action]")).select_by_value("delete_selected")
-    by_css(driver, "button[name=index]").click()
+    follow(driver, by_css(driver, "button[name=index]"))
     doomed = by_css(driver, "#crow-doomed-tags").text
     assert f"{NAME}:1.0" in doomed and f"{NAME}:2.0" in doomed and "latest" not in doomed
     driver.save_screenshot(str(screenshots / "delete-tags.png"))
-    by_css(driver, "input[type=submit]").click()
+    follow(driver, by_css(driver, "input[type=submit]"))
     assert by_css(driver, "h1").text == NAME  # back on the repository's page
     assert "Successfully deleted 2 tags" in by_css(driver, ".messagelist").text
     driver.save_screenshot(str(screenshots / "after-delete.png"))
