@@ -241,6 +241,38 @@ def test_it_follows_the_token_flow_and_keeps_the_token_until_it_expires(
     assert PASSWORD not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        json.dumps(["t0ken"]).encode(),  # JSON, but no object
+        json.dumps({"token": {"nested": 1}}).encode(),
+        b"{" + b" " * (2 * 1024 * 1024) + b"}",  # longer than any token answer: not read whole
+        b"<html>",
+    ],
+    ids=["list", "not-a-string", "endless", "not-json"],
+)
+def test_a_hostile_token_server_gets_an_error_with_the_spec_body_never_a_500(
+    client: Client, mirror: Upstream, script: Script, fake: str, answer: bytes
+) -> None:
+    script.require = "Bearer t0ken"
+    script.challenge = f'Bearer realm="{fake}/token",service="fake"'
+    script.add("/token", answer)
+    _serve_manifest(script, _image("a")[2])
+    response = oci.get_manifest(client, f"{PREFIX}/app", "1")
+    assert response.status_code in (502, 503)
+    assert _error(response)["code"] == "UNKNOWN"
+
+
+def test_a_token_whose_lifetime_is_no_number_is_kept_for_the_default(
+    client: Client, mirror: Upstream, script: Script, fake: str
+) -> None:
+    script.require = "Bearer t0ken"
+    script.challenge = f'Bearer realm="{fake}/token",service="fake"'
+    script.add("/token", json.dumps({"token": "t0ken", "expires_in": "soon"}).encode())
+    _serve_manifest(script, _image("a")[2])
+    assert oci.get_manifest(client, f"{PREFIX}/app", "1").status_code == 200
+
+
 def test_it_takes_a_token_that_does_not_open_a_repository_for_a_missing_one(
     client: Client, mirror: Upstream, script: Script, fake: str
 ) -> None:

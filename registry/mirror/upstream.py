@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 TOKEN_LIFETIME_DEFAULT = 60  # seconds, when the token server does not say (the Docker token spec's default)
 TOKEN_MARGIN = 10  # seconds before its expiry that a token is no longer used
+TOKEN_LIFETIME_MAX = 24 * 3600  # seconds a token is kept at most, whatever its server says
 MAX_TOKEN_RESPONSE = 1024 * 1024
 RETRY_AFTER_DEFAULT = 5
 MAX_REDIRECTS = 5
@@ -265,27 +266,40 @@ class Client:
             query["service"] = challenge["service"]
         headers = {"Authorization": self._basic()} if self.upstream.username else {}
         outcome = "unavailable"
+        url = f"{realm}?{urlencode(query)}"
         try:
-            response = pool().request("GET", f"{realm}?{urlencode(query)}", headers=headers, redirect=True)
-            outcome = _outcome(response.status)
-            if outcome != "ok":
-                raise _error(response, f"upstream {self.upstream.prefix}'s token server")
-            body = json.loads(response.data[:MAX_TOKEN_RESPONSE])
+            response = pool().request("GET", url, headers=headers, redirect=True, preload_content=False)
+            try:
+                outcome = _outcome(response.status)
+                if outcome != "ok":
+                    raise _error(response, f"upstream {self.upstream.prefix}'s token server")
+                content = response.read(MAX_TOKEN_RESPONSE + 1)  # whatever the server sends, bounded
+            finally:
+                _discard(response)
+            if len(content) > MAX_TOKEN_RESPONSE:
+                raise ValueError("too long")
+            body = json.loads(content)
         except urllib3.exceptions.HTTPError as exc:
             raise Unavailable(f"upstream {self.upstream.prefix}'s token server: {_why(exc)}") from exc
         except ValueError as exc:
             outcome = "unavailable"
-            raise Unavailable(f"upstream {self.upstream.prefix}'s token server sent no JSON") from exc
+            raise Unavailable(f"upstream {self.upstream.prefix}'s token server sent no JSON token") from exc
         finally:
             metrics.mirror_upstream_requests.labels(self.upstream.prefix, "token", outcome).inc()
-        token = body.get("token") or body.get("access_token")
-        if not token:
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
             raise Refused(f"upstream {self.upstream.prefix}'s token server sent no token", status=401)
-        lifetime = float(body.get("expires_in") or TOKEN_LIFETIME_DEFAULT)
-        return f"Bearer {token}", max(lifetime - TOKEN_MARGIN, 1.0)
+        return f"Bearer {token}", max(_lifetime(body.get("expires_in")) - TOKEN_MARGIN, 1.0)
 
 
 _ACCEPT = ", ".join(sorted(mediatypes.MANIFESTS))
+
+
+def _lifetime(expires_in: object) -> float:
+    """A token's lifetime in seconds from its ``expires_in``; the spec's default if it is no number."""
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+        return min(float(expires_in), TOKEN_LIFETIME_MAX)
+    return float(TOKEN_LIFETIME_DEFAULT)
 
 
 def _length(response: urllib3.BaseHTTPResponse) -> int | None:
