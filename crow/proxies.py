@@ -55,14 +55,21 @@ def address_header() -> str:
 def client_address(peer: str, forwarded: str) -> str:
     """The client's address: ``peer`` (the connection's), or, if ``peer`` is a trusted proxy, the
     right-most entry of ``forwarded`` (the address header) that is not a trusted proxy; all of them
-    trusted: the farthest."""
+    trusted: the farthest; an entry that is no IP address: ``peer``."""
     if not forwarded or not trusted(peer):
         return peer
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not trusted(hop):
-            return hop
-    return hops[0] if hops else peer
+    chosen = next((hop for hop in reversed(hops) if not trusted(hop)), hops[0] if hops else peer)
+    # Not an address (a proxy that passed on what the client wrote): the proxy's own, not the text.
+    return chosen if _is_address(chosen) else peer
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _meta_key(header: str) -> str:

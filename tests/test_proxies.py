@@ -153,7 +153,9 @@ def test_the_admin_logs_in_through_an_https_proxy(behind_proxy: None) -> None:
         ("10.1.2.3", "192.0.2.1, 198.51.100.7", "198.51.100.7"),  # the left entry is the client's word
         ("10.1.2.3", "198.51.100.7, 10.9.9.9", "198.51.100.7"),  # through two trusted proxies
         ("10.1.2.3", "10.4.4.4, 10.9.9.9", "10.4.4.4"),  # all trusted: the farthest
-        ("10.1.2.3", "not-an-address", "not-an-address"),
+        ("10.1.2.3", "not-an-address", "10.1.2.3"),  # words are no address: the proxy's own
+        ("10.1.2.3", "198.51.100.7, " + "x" * 500, "10.1.2.3"),  # nor would they fit an audit row
+        ("10.1.2.3", "[2001:db8::7]", "[2001:db8::7]"),
         ("10.1.2.3", " , ", "10.1.2.3"),
     ],
 )
