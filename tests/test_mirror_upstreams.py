@@ -9,13 +9,17 @@ import base64
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
+from registry import errors
 from registry.auth.models import PublicPattern
 from registry.events.models import AuditEvent
 from registry.mirror import blobs as mirror_blobs
@@ -180,6 +184,32 @@ def test_it_streams_a_blob_stores_it_and_serves_it_from_the_store_after(
     again = client.get(f"/v2/{PREFIX}/app/blobs/{layer.digest}")
     assert b"".join(again.streaming_content) == layer.data
     assert len(script.seen) == asked
+
+
+def test_requests_waiting_for_another_download_are_few_and_the_next_hear_503(
+    client: Client, mirror: Upstream, script: Script, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    """Another replica holds the download (a live claim): a request waits for it, holding a thread;
+    past ``WAITERS`` at once, the next is told to come back at once instead of taking a thread too."""
+    _, layer, _ = _image("a")
+    script.add(f"/v2/app/blobs/{layer.digest}", layer.data)
+    BlobFetch.objects.create(
+        digest=layer.digest, claim=uuid.uuid4(), claimed_until=timezone.now() + timedelta(minutes=5)
+    )
+    settings.CROW_MIRROR_FETCH_WAIT = 0.3
+    url = f"/v2/{PREFIX}/app/blobs/{layer.digest}"
+    waited = time.monotonic()
+    response = client.get(url)  # a free place: it waits (here until CROW_MIRROR_FETCH_WAIT), then 503
+    assert time.monotonic() - waited >= 0.3
+    assert (response.status_code, response["Retry-After"]) == (503, str(errors.RETRY_AFTER))
+    monkeypatch.setattr(mirror_blobs, "_waiters", threading.BoundedSemaphore(1))
+    assert mirror_blobs._waiters.acquire(blocking=False)  # the one place taken, by another request
+    waited = time.monotonic()
+    response = client.get(url)
+    assert time.monotonic() - waited < 0.3  # not waited
+    assert (response.status_code, _error(response)["code"]) == (503, "UNKNOWN")
+    assert "still being downloaded" in _error(response)["message"]
+    assert not any(path.startswith("/v2/app/blobs/") for _, path, _ in script.seen)  # one download
 
 
 def test_it_keeps_nothing_of_a_blob_whose_bytes_do_not_match_its_digest(

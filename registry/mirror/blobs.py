@@ -17,7 +17,9 @@
   linked, and the client's download breaks off (it never sees a clean end).
 - Any other request for the same blob meanwhile waits until the download is
   done (``CROW_MIRROR_FETCH_WAIT`` at most, else 503) and is then served from
-  the store like any stored blob (a presigned redirect on S3). Waiting rather
+  the store like any stored blob (a presigned redirect on S3); ``WAITERS`` of a
+  process wait at once at most, the next are answered 503 with ``Retry-After``
+  (clients retry a layer download). Waiting rather
   than tailing the file being written: it works the same on every store and
   replica, and costs a waiter a thread, not a second download.
 """
@@ -46,6 +48,10 @@ from registry.models import Blob
 log = logging.getLogger(__name__)
 
 PIPE_CHUNKS = 4
+# Requests of this process that may wait for another's download at once: each holds one of the few
+# threads of requests without a body, so more would starve every other request; the next get 503.
+WAITERS = 4
+_waiters = threading.BoundedSemaphore(WAITERS)
 
 
 @dataclass(frozen=True)
@@ -99,10 +105,18 @@ def fetch(route: Route, digest: str, may_fetch: bool) -> BlobRow | Fetching | No
         claim_id = fetches.claim(digest)
         if claim_id is not None:
             return _download(route, digest, claim_id)
-        if not fetches.wait(digest, deadline):
-            raise errors.unavailable(
-                f"blob {digest} is still being downloaded from upstream {route.upstream.prefix}"
-            )
+        if not _waiters.acquire(blocking=False):  # every waiter holds a thread: a few at once, no more
+            raise errors.unavailable(_still_downloading(route, digest))
+        try:
+            waited = fetches.wait(digest, deadline)
+        finally:
+            _waiters.release()
+        if not waited:
+            raise errors.unavailable(_still_downloading(route, digest))
+
+
+def _still_downloading(route: Route, digest: str) -> str:
+    return f"blob {digest} is still being downloaded from upstream {route.upstream.prefix}"
 
 
 def _download(route: Route, digest: str, claim_id: uuid.UUID) -> BlobRow | Fetching | None:
