@@ -32,8 +32,9 @@ commit on the filesystem, after it on S3 (the committed object is deleted if
 it does not match).
 
 Starting a session costs one statement (three the first time a repository is
-pushed to), a chunk two, finishing the claim and one transaction (record the
-blob, link it, close the session); ``registry.db`` has them as fixed SQL.
+pushed to), a chunk two, finishing the claim and one transaction that records
+the blob, links it and closes the session (on PostgreSQL one statement, one
+round trip); ``registry.db`` has them as fixed SQL.
 
 This module takes the body as an iterator of bytes and its length, never a
 request, and says what went wrong with ``RegistryError``: where the upload
@@ -171,10 +172,7 @@ def _store_blob(upload: Upload, digest: str, claim: Claim, verify_after_commit: 
     key = store.commit(upload.id.hex, upload.storage_state, digest, upload.offset, claim.for_store(upload))
     if verify_after_commit:
         _verify_committed(upload, claim, key, digest)
-    with transaction.atomic():
-        blob = _record(digest, upload.offset, key)
-        blobs.link(upload.repository.id, [blob.id])
-        sessions.delete(upload.id)
+    blob = _record(digest, upload, key)
     if blob.key != key:
         store.delete(key)
     return blob
@@ -200,10 +198,11 @@ def _verify_committed(upload: Upload, claim: Claim, key: str, digest: str) -> No
         _refuse_digest(upload, claim, digest, computed)
 
 
-def _record(digest: str, size: int, key: str) -> Blob:
-    """The blob's row: inserted if this is its first upload, else the existing one, locked."""
+def _record(digest: str, upload: Upload, key: str) -> Blob:
+    """The blob's row (inserted if this is its first upload, else the existing one), linked into the
+    upload's repository, and the session gone, in one transaction."""
     for _ in range(3):  # the existing row can vanish in between only if gc deleted it: then insert
-        blob = blobs.record(digest, size, key) or blobs.locked(digest)
+        blob = blobs.store_upload(digest, upload.offset, key, upload.repository.id, upload.id)
         if blob is not None:
             return blob
     raise RuntimeError(f"blob {digest} was deleted three times while it was being recorded")
