@@ -17,6 +17,7 @@ import requests
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 
+from crow import webhooks
 from registry.events.models import Delivery, Webhook
 from tests import ocilayout
 from tests.processes import spawn, stop
@@ -70,12 +71,13 @@ def test_the_servers_worker_delivers_a_push_and_a_delete_and_the_audit_api_shows
 
 
 def _servers_workers(server: Server) -> list[int]:
-    """The pids of the delivery workers the server started (they carry its ``CROW_BIND``)."""
+    """The pids of the delivery workers the server forked (named ``crow-webhooks``, carrying its
+    ``CROW_BIND``)."""
     bind = f"CROW_BIND={server.env['CROW_BIND']}".encode()
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if b"deliver_webhooks" in (proc / "cmdline").read_bytes() and bind in (
+            if (proc / "comm").read_bytes().strip() == webhooks.WORKER_NAME and bind in (
                 proc / "environ"
             ).read_bytes().split(b"\0"):
                 found.append(int(proc.name))
