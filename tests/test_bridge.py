@@ -2,11 +2,12 @@
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from crow.bridge import FileWrapper, Input
+from crow.bridge import BUFFER_LIMIT, FileWrapper, Input
 
 
 def _reading(
@@ -15,24 +16,22 @@ def _reading(
     reads: list[int],
     length: int | None = None,
     read1: bool = False,
-    ahead: int = 0,
+    pause: float = 0.01,
 ) -> list:
-    """Run ``reads`` on an ``Input`` fed ``messages`` (then nothing), as a WSGI thread would, after
-    a read-ahead of ``ahead`` bytes was started (none if 0)."""
+    """Run ``reads`` on an ``Input`` fed ``messages`` (one each ``pause`` seconds, then nothing), as a
+    WSGI thread would."""
     results: list = []
 
     async def main() -> None:
         queue = list(messages)
 
         async def receive() -> dict:
-            await asyncio.sleep(0.01)  # the read-ahead and the thread's first read overlap
+            await asyncio.sleep(pause)
             if queue:
                 return queue.pop(0)
             await asyncio.sleep(3600)  # a client that sends nothing more
 
         body = Input(asyncio.get_running_loop(), receive, timeout, length)
-        if ahead:
-            body.read_ahead(ahead)
 
         def thread() -> None:
             for size in reads:
@@ -68,7 +67,8 @@ def test_a_body_that_sends_nothing_times_out_and_a_client_gone_resets() -> None:
 def test_read1_returns_what_came_in_one_piece_and_a_declared_length_ends_the_body() -> None:
     messages = [piece(b"ab"), piece(b"cd"), piece(b"e", more=False)]
     assert _reading(messages, 5, [10, 10]) == [b"abcde", b""]
-    assert _reading(messages, 5, [3, 3, 3, 3], read1=True) == [b"abc", b"d", b"e", b""]
+    pieces = _reading(messages, 5, [3, 3, 3, 3, 3], read1=True)
+    assert b"".join(pieces) == b"abcde" and all(len(each) <= 3 for each in pieces) and pieces[-1] == b""
     # Once the declared length came, the body is whole: granian's closing message is not awaited
     # (this one never comes: a read that waited for it would time out).
     assert _reading([piece(b"ab"), piece(b"cde")], 0.5, [5, 1], length=5) == [b"abcde", b""]
@@ -76,20 +76,58 @@ def test_read1_returns_what_came_in_one_piece_and_a_declared_length_ends_the_bod
     assert _reading([piece(b"ab")], 0.2, [5, 1], length=5) == [b"ab", TimeoutError]
 
 
-def test_a_read_ahead_hands_every_byte_to_the_thread_in_order() -> None:
+def test_every_byte_reaches_the_thread_in_order_whatever_the_reads() -> None:
     messages = [piece(b"ab"), piece(b"cd"), piece(b"ef"), piece(b"g", more=False)]
-    for ahead in (1, 3, 100):
-        pieces = _reading(messages, 5, [3] * 8, read1=True, ahead=ahead)
-        assert b"".join(pieces) == b"abcdefg" and all(len(each) <= 3 for each in pieces)
+    for size in (1, 3, 100):
+        pieces = _reading(messages, 5, [size] * 9, read1=True, pause=0)
+        assert b"".join(pieces) == b"abcdefg" and all(len(each) <= size for each in pieces)
         assert pieces[-1] == b""
-        assert _reading(messages, 5, [5, 5], ahead=ahead) == [b"abcde", b"fg"]
-    # A stall or a disconnect during the read-ahead is the thread's, after what arrived.
-    assert _reading([piece(b"ab")], 0.2, [4, 1], ahead=8) == [b"ab", TimeoutError]
+    assert _reading(messages, 5, [5, 5], pause=0) == [b"abcde", b"fg"]
+    # A stall or a disconnect is the thread's, after what arrived.
+    assert _reading([piece(b"ab")], 0.2, [4, 1]) == [b"ab", TimeoutError]
     gone = [piece(b"ab"), {"type": "http.disconnect"}]
-    assert _reading(gone, 5, [4, 1], ahead=8) == [b"ab", ConnectionResetError]
+    assert _reading(gone, 5, [4, 1]) == [b"ab", ConnectionResetError]
 
 
-def test_a_drain_after_a_read_ahead_reads_to_the_end_and_close_drops_what_waits() -> None:
+def test_a_slow_but_steady_body_is_no_stall() -> None:
+    # A byte every 0.1 s against a body timeout of 0.3 s: two seconds of reading, no timeout.
+    messages = [piece(b"x") for _ in range(19)] + [piece(b"y", more=False)]
+    assert _reading(messages, 0.3, [20, 1], pause=0.1) == [b"x" * 19 + b"y", b""]
+    assert b"".join(_reading(messages, 0.3, [64] * 21, read1=True, pause=0.1)) == b"x" * 19 + b"y"
+
+
+def test_the_body_is_received_at_most_a_buffer_ahead_of_the_reads() -> None:
+    received: list[int] = []
+    ahead: list[int] = []
+
+    async def main() -> None:
+        chunk = b"z" * (64 * 1024)
+
+        async def receive() -> dict:
+            received.append(len(chunk))
+            await asyncio.sleep(0)
+            return piece(chunk, more=len(received) < 64)  # 4 MiB in all
+
+        body = Input(asyncio.get_running_loop(), receive, 5)
+
+        def thread() -> None:
+            got = len(body.read1(64 * 1024))
+            time.sleep(0.3)  # a slow disk: the loop receives meanwhile, up to the limit
+            ahead.append(sum(received) - got)
+            while data := body.read1(1024 * 1024):
+                got += len(data)
+            assert got == 4 * 1024 * 1024
+
+        worker = threading.Thread(target=thread)
+        worker.start()
+        await asyncio.to_thread(worker.join)
+
+    asyncio.run(main())
+    assert sum(received) == 4 * 1024 * 1024
+    assert BUFFER_LIMIT <= ahead[0] <= BUFFER_LIMIT + 64 * 1024
+
+
+def test_a_drain_reads_to_the_end_and_close_drops_what_waits() -> None:
     async def main() -> tuple[list[bytes], bool]:
         queue = [piece(b"ab"), piece(b"cd"), piece(b"e", more=False)]
         waiting: list[asyncio.Future] = []
@@ -102,12 +140,15 @@ def test_a_drain_after_a_read_ahead_reads_to_the_end_and_close_drops_what_waits(
             return await waiting[-1]
 
         body = Input(asyncio.get_running_loop(), receive, 5)
-        body.read_ahead(2)  # the application answers without reading: the drain takes over
-        drained = [await body.next_piece() for _ in range(3)]
+        # The application answered without reading: the drain takes the whole body.
+        drained = []
+        while not body.ended or drained[-1]:
+            drained.append(await body.next_piece())
         other = Input(asyncio.get_running_loop(), receive, 5)
-        other.read_ahead(4)  # nothing comes: the read-ahead waits on a receive
+        prefetch = asyncio.ensure_future(other.prefetch(4))  # nothing comes: a receive waits
         await asyncio.sleep(0.05)
         other.close()
+        await prefetch
         await asyncio.sleep(0)
         return drained, bool(waiting) and waiting[-1].cancelled()
 
