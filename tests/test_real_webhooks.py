@@ -70,20 +70,37 @@ def test_the_servers_worker_delivers_a_push_and_a_delete_and_the_audit_api_shows
     assert "login" in [e["action"] for e in log["results"]]  # skopeo logged in at the token service
 
 
-def _servers_workers(server: Server) -> list[int]:
-    """The pids of the delivery workers the server forked (named ``crow-webhooks``, carrying its
-    ``CROW_BIND``)."""
+def _servers_workers(server: Server, name: bytes = webhooks.WORKER_NAME) -> list[int]:
+    """The pids of the live delivery workers the server forked (named ``crow-webhooks``; ``name``:
+    another of its processes), carrying its ``CROW_BIND``."""
     bind = f"CROW_BIND={server.env['CROW_BIND']}".encode()
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if (proc / "comm").read_bytes().strip() == webhooks.WORKER_NAME and bind in (
-                proc / "environ"
-            ).read_bytes().split(b"\0"):
+            if (
+                (proc / "comm").read_bytes().strip() == name
+                and bind in (proc / "environ").read_bytes().split(b"\0")
+                and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            ):
                 found.append(int(proc.name))
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             continue
     return found
+
+
+def test_a_server_killed_with_kill_9_leaves_no_webhook_process_behind(registry_server: Server) -> None:
+    # The worker and its keeper are forks of the server, not of a fresh interpreter: they share its
+    # pages (crow.webhooks), and die with it.
+    (keeper,) = _servers_workers(registry_server, webhooks.KEEPER_NAME)
+    (worker,) = _servers_workers(registry_server)
+    status = Path(f"/proc/{keeper}/status").read_text()
+    server = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+    assert b"crow.serve" in Path(f"/proc/{server}/cmdline").read_bytes()
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while _servers_workers(registry_server) or _servers_workers(registry_server, webhooks.KEEPER_NAME):
+        assert time.monotonic() < deadline, "the webhook worker outlived its server"
+        time.sleep(0.2)
 
 
 def test_the_server_restarts_its_worker_when_it_dies(
