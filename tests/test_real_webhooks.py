@@ -121,6 +121,40 @@ def test_the_server_restarts_its_worker_when_it_dies(
     assert got.signed_with(SECRET) and got.event["target"]["tag"] == "v1"
 
 
+def test_a_killed_keeper_leaves_the_server_running_a_fresh_worker(
+    skopeo: Skopeo, registry_server: Server, receiver: Receiver, tmp_path: Path
+) -> None:
+    Webhook.objects.create(url=receiver.url, secret=SECRET, events=["push"], patterns=["team/*"])
+    (keeper,) = _servers_workers(registry_server, webhooks.KEEPER_NAME)
+    (forked,) = _servers_workers(registry_server)
+    os.kill(keeper, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not (fresh := _fresh_workers(registry_server)) or _servers_workers(registry_server):
+        assert time.monotonic() < deadline, "no fresh worker replaced the keeper's, or its worker lived on"
+        time.sleep(0.2)
+    assert forked not in fresh
+
+    ocilayout.write_image(tmp_path / "in", "v1")
+    skopeo.push(tmp_path / "in", "v1", f"{registry_server.host}/team/app:v1")
+    (got,) = receiver.wait_for(1)
+    assert got.signed_with(SECRET) and got.event["target"]["tag"] == "v1"
+
+
+def _fresh_workers(server: Server) -> list[int]:
+    """The pids of ``manage.py deliver_webhooks`` processes carrying the server's ``CROW_BIND``."""
+    bind = f"CROW_BIND={server.env['CROW_BIND']}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"deliver_webhooks" in (proc / "cmdline").read_bytes() and bind in (
+                proc / "environ"
+            ).read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def _worker(server: Server) -> "os.PathLike":
     env = {**server.env, "CROW_WEBHOOK_TIMEOUT": WORKER_TIMEOUT, "CROW_WEBHOOK_POLL": "1s"}
     return spawn([sys.executable, "manage.py", "deliver_webhooks"], cwd=ROOT, env=env)
