@@ -106,7 +106,10 @@ class Supervisor:
     def _watch(self) -> None:
         """Reap the keeper; if it died while the server runs, keep a fresh worker instead."""
         assert self.pid is not None
-        code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        try:
+            code: int | str = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        except ChildProcessError:  # reaped by someone else
+            code = "?"
         self.pid = None
         if self._stopping.is_set():
             return
