@@ -162,6 +162,7 @@ class Input:
                 self._loop.call_soon_threadsafe(self._start)
             started = time.monotonic()
             window_ends: float | None = None
+            stalled = False
             self._wanted = want
             try:
                 while self._buffered < want and not self.ended and self.failed is None:
@@ -172,17 +173,18 @@ class Input:
                             break
                     stall_ends = max(started, self._last_arrival) + self._timeout
                     if now >= stall_ends:
-                        self._stall()
+                        self.failed = TimeoutError(f"no byte of the request body for {self._timeout:g} s")
+                        stalled = True
                         break
                     self._arrived.wait(min(stall_ends, window_ends or stall_ends) - now)
             finally:
                 self._wanted = 0
+        if stalled:
+            # The receive left waiting goes before the thread answers: granian holds back an answer
+            # (and the connection) while one is pending.
+            asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result()
+        with self._arrived:
             return self._raise_if_empty()
-
-    def _stall(self) -> None:
-        """Under the lock: no byte came for the body timeout; the body is lost from here on."""
-        self.failed = TimeoutError(f"no byte of the request body for {self._timeout:g} s")
-        self._loop.call_soon_threadsafe(self.close)  # a receive left waiting would hold back the answer
 
     def _raise_if_empty(self) -> None:
         if not self._buffered and self.failed is not None:
@@ -295,6 +297,13 @@ class Input:
         if self._pump is not None:
             self._pump.cancel()
         self._pump = None
+
+    async def stop(self) -> None:
+        """On the loop: stop the pump and wait until it has (its receive cancelled), before an answer."""
+        pump, self._pump = self._pump, None
+        if pump is not None and not pump.done():
+            pump.cancel()
+            await asyncio.wait((pump,))
 
 
 def _resolve(future: asyncio.Future) -> None:

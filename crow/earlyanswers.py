@@ -35,14 +35,14 @@ class Body(Protocol):
 
     async def next_piece(self) -> bytes: ...
 
-    def close(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 async def answer_then_drain(body: Body, messages: list[dict[str, Any]], send: Any) -> None:
     """Send ``messages`` (the rest of the answer) once ``body`` is read, or with ``Connection: close``."""
     kept = body.failed is None and await _drain(body, DRAIN_LIMIT, DRAIN_TIMEOUT)
     if not kept:
-        body.close()  # a receive left waiting would hold back the answer (granian)
+        await body.stop()  # a receive left waiting would hold back the answer (granian)
         for message in messages:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message["headers"], (b"connection", b"close")]

@@ -301,6 +301,11 @@ def assert_pulls_completely(http: requests.Session, server: Server, name: str, r
         assert oci.sha256(pulled.content) == blob["digest"]
 
 
+# Complete images only: by default an index may name child manifests the repository lacks
+# (registry.sparse), and gc --untagged may delete a child between its PUT and its index's (a grace
+# period of 0), which then stores the index with that child absent: seen once in CI (SQLite). Here a
+# push that lost that race must be refused (MANIFEST_BLOB_UNKNOWN) and pushed again.
+@pytest.mark.parametrize("server_env", [{"CROW_SPARSE_MANIFESTS": "none"}], ids=["no sparse manifests"])
 @pytest.mark.timeout(120)
 def test_every_tagged_image_pulls_after_pushes_raced_gc_untagged(
     registry_server: Server, blob_root: Path, tmp_path: Path
