@@ -230,7 +230,10 @@ class Input:
             if room is not None:
                 await room
                 continue
-            message = await self._receive()
+            try:
+                message = await self._receive()
+            except Exception as exc:  # the server's own way of saying the client is gone
+                message = {"type": "http.disconnect", "error": exc}
             with self._arrived:
                 if message["type"] != "http.request":  # http.disconnect
                     self.failed = ConnectionResetError("the client went away before the end of its body")

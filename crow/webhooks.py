@@ -181,18 +181,3 @@ def _work() -> None:
     finally:
         sys.stderr.flush()
         os._exit(code)
-
-
-def _reaped(pid: int, timeout: float) -> bool:
-    """Whether child ``pid`` exited (and was reaped) within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return True
-        if done:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)

@@ -89,6 +89,28 @@ def test_every_byte_reaches_the_thread_in_order_whatever_the_reads() -> None:
     assert _reading(gone, 5, [4, 1]) == [b"ab", ConnectionResetError]
 
 
+def test_a_receive_that_raises_is_a_client_gone_at_once() -> None:
+    async def main() -> list:
+        async def receive() -> dict:
+            raise OSError("connection lost")
+
+        body = Input(asyncio.get_running_loop(), receive, 30)
+        results: list = []
+
+        def thread() -> None:
+            try:
+                body.read1(10)
+            except Exception as exc:
+                results.append(type(exc))
+
+        started = time.monotonic()
+        await asyncio.to_thread(thread)
+        results.append(time.monotonic() - started < 5)  # not the 30 s body timeout
+        return results
+
+    assert asyncio.run(main()) == [ConnectionResetError, True]
+
+
 def test_a_slow_but_steady_body_is_no_stall() -> None:
     # A byte every 0.1 s against a body timeout of 0.3 s: two seconds of reading, no timeout.
     messages = [piece(b"x") for _ in range(19)] + [piece(b"y", more=False)]
