@@ -73,7 +73,6 @@ def screenshots(tmp_path: Path) -> Path:
 def follow(driver: Any, element: Any, keys: str = "") -> None:
     """Click ``element`` (or type ``keys`` into it) and wait for the page it leads to: until the old
     page is gone, a lookup can find the old page's elements and read them stale once it went."""
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element("tag name", "html")
@@ -81,7 +80,24 @@ def follow(driver: Any, element: Any, keys: str = "") -> None:
         element.send_keys(keys)
     else:
         element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 30).until(lambda _: _gone(page))
+
+
+def _gone(element: Any) -> bool:
+    """Whether ``element`` left the document: Selenium's ``staleness_of``, and chromedriver's other
+    way of saying so while the new page replaces the old ("Node with given id does not belong to
+    the document", a plain ``WebDriverException``; seen once in CI, 2026-11-29)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in (exc.msg or ""):
+            return True
+        raise
+    return False
 
 
 def by_css(driver: Any, selector: str) -> Any:
