@@ -70,6 +70,7 @@ Message = dict[str, Any]
 GATHER_WINDOW = 1.0  # seconds: a read returns what came by then, so a slow upload still moves
 BUFFER_LIMIT = 512 * 1024  # bytes of a body received ahead of the thread's reads (and one message)
 SETTLE = 256 * 1024  # a streaming read waits for this much (or the window, or the end) before it returns
+STOP_WAIT = 5.0  # seconds a stopped pump's cancelled receive has to end before the answer goes anyway
 
 
 class Input:
@@ -302,11 +303,12 @@ class Input:
         self._pump = None
 
     async def stop(self) -> None:
-        """On the loop: stop the pump and wait until it has (its receive cancelled), before an answer."""
+        """On the loop: stop the pump and wait until it has (its receive cancelled), before an answer;
+        at most ``STOP_WAIT``: a receive that will not end must not hold the thread waiting on it."""
         pump, self._pump = self._pump, None
         if pump is not None and not pump.done():
             pump.cancel()
-            await asyncio.wait((pump,))
+            await asyncio.wait((pump,), timeout=STOP_WAIT)
 
 
 def _resolve(future: asyncio.Future) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from crow import bridge
 from crow.bridge import BUFFER_LIMIT, FileWrapper, Input
 
 
@@ -109,6 +110,36 @@ def test_a_receive_that_raises_is_a_client_gone_at_once() -> None:
         return results
 
     assert asyncio.run(main()) == [ConnectionResetError, True]
+
+
+def test_a_stall_is_answered_even_if_the_receive_ignores_its_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bridge, "STOP_WAIT", 0.2)
+
+    async def main() -> list:
+        async def receive() -> dict:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:  # a server whose receive takes 3 s to end once cancelled
+                await asyncio.sleep(3)
+                raise
+
+        body = Input(asyncio.get_running_loop(), receive, 0.3)
+        results: list = []
+
+        def thread() -> None:
+            started = time.monotonic()
+            try:
+                body.read1(10)
+            except Exception as exc:
+                results.append(type(exc))
+            results.append(time.monotonic() - started < 2)  # the timeout and the bound, not the 3 s
+
+        await asyncio.to_thread(thread)
+        return results
+
+    assert asyncio.run(main()) == [TimeoutError, True]
 
 
 def test_a_slow_but_steady_body_is_no_stall() -> None:
