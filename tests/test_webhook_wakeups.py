@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from registry.events import wakeups, worker
@@ -69,3 +70,29 @@ def test_a_worker_with_a_webhook_delivers_each_push_at_the_usual_pace(
     for n, tag in enumerate(("v1", "v2", "v3"), start=1):
         oci.push_image(client, "team/app", oci.image(tag), tag)
         assert receiver.wait_for(n, timeout=PROMPTLY)[-1].event["target"]["tag"] == tag
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite sends no notices")
+def test_a_webhook_created_before_the_workers_first_wait_is_heard() -> None:
+    # The worker makes a listener, then looks at the webhooks, then waits: one created between the
+    # look and the wait must wake it (it was not, once: the LISTEN came only with the first wait).
+    heard = wakeups.listener()
+    assert heard is not None
+    try:
+        Webhook.objects.create(url="http://127.0.0.1:9/", secret=SECRET, events=["push"], patterns=["*"])
+        assert heard.heard(5.0)
+    finally:
+        heard.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite sends no notices")
+def test_a_listener_that_lost_its_connection_wakes_its_worker_once_listening_again() -> None:
+    heard = wakeups.listener()
+    assert heard is not None
+    try:
+        heard.close()  # as when the connection breaks: what changes now goes unheard
+        Webhook.objects.create(url="http://127.0.0.1:9/", secret=SECRET, events=["push"], patterns=["*"])
+        assert heard.heard(5.0)  # listening again: the worker looks for itself
+        assert not heard.heard(0.5)  # and then only a notice wakes it
+    finally:
+        heard.close()

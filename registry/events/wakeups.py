@@ -55,8 +55,14 @@ class Listener:
         self._connection: Any = None
 
     def heard(self, timeout: float) -> bool:
-        """Whether a notice came within ``timeout`` seconds (False at once, after a pause, if none can)."""
-        if self._connection is None and not self._connect():
+        """Whether a notice came within ``timeout`` seconds (False at once, after a pause, if none can).
+
+        True at once, too, when it has just begun listening again after losing its connection: a
+        change made meanwhile was not heard, so the caller looks for itself.
+        """
+        if self._connection is None:
+            if self.listen():
+                return True
             time.sleep(timeout)
             return False
         try:
@@ -67,7 +73,8 @@ class Listener:
             self.close()
         return False
 
-    def _connect(self) -> bool:
+    def listen(self) -> bool:
+        """Open the connection and ``LISTEN``; False (logged) if the database cannot be reached."""
         import psycopg
 
         try:
@@ -87,8 +94,14 @@ class Listener:
 
 
 def listener() -> Listener | None:
-    """A listener where the database sends notices (PostgreSQL), else None."""
-    return Listener() if connection.vendor == "postgresql" else None
+    """A listener where the database sends notices (PostgreSQL), else None; listening already, so
+    that a webhook created after the worker's first look at them wakes it (one created between a
+    look and a later ``LISTEN`` would go unheard for ``IDLE_WAIT``)."""
+    if connection.vendor != "postgresql":
+        return None
+    found = Listener()
+    found.listen()  # if it cannot, the first wait tries again
+    return found
 
 
 def wait(seconds: float, until: Callable[[], bool], heard: Listener | None) -> None:
