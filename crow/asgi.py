@@ -10,6 +10,7 @@ Importing this module sets Django up and compiles the routes, opening no
 database connection: ``crow.serve`` imports it before granian forks its workers.
 """
 
+import asyncio
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
@@ -17,7 +18,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Django up)
 
 # isort: split
-from crow import fastpath, monitoring, recording, serve  # noqa: E402  (they import the registry: after setup)
+from crow import fastpath, monitoring, recording, serve, webhooks  # noqa: E402  (they import the registry: after setup)
 from crow.bridge import Bridge  # noqa: E402
 
 django = Bridge(
@@ -45,15 +46,19 @@ async def _serve(scope, receive, send) -> None:
 
 
 async def _lifespan(receive, send) -> None:
+    seat = None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await fastpath.startup()
             recording.start()
+            seat = webhooks.seat()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await fastpath.shutdown()
             recording.stop()
+            if seat is not None:
+                await asyncio.to_thread(seat.stop)
             monitoring.worker_stopped()
             await send({"type": "lifespan.shutdown.complete"})
             return

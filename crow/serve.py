@@ -8,8 +8,8 @@ Settings (``.env.example`` documents each): ``CROW_BIND`` (or ``PORT`` on
 127.0.0.1), ``CROW_WORKERS``, ``CROW_THREADS``, ``CROW_HEADER_TIMEOUT``,
 ``CROW_BODY_THREADS``, ``CROW_BODY_TIMEOUT``, ``CROW_LOG_FORMAT``, ``CROW_LOG_LEVEL``,
 ``CROW_GRACEFUL_TIMEOUT``, ``CROW_MAX_CONNECTIONS``, ``CROW_CONNECTION_BUFFER``,
-``PROMETHEUS_MULTIPROC_DIR``, ``CROW_WEBHOOK_WORKER`` (the webhook delivery worker, a supervised
-child: ``crow.webhooks``), ``CROW_TLS_CERT`` / ``CROW_TLS_KEY`` (/ ``CROW_TLS_KEY_PASSWORD``): HTTPS,
+``PROMETHEUS_MULTIPROC_DIR``, ``CROW_WEBHOOK_WORKER`` (the webhook delivery worker, a thread
+of one worker: ``crow.webhooks``), ``CROW_TLS_CERT`` / ``CROW_TLS_KEY`` (/ ``CROW_TLS_KEY_PASSWORD``): HTTPS,
 TLS 1.2 or later. Fixed here:
 
 - HTTP/1 only (``--http 1``): with ``auto``, granian never times out a fresh
@@ -340,12 +340,9 @@ def main() -> None:
         config,
     )
     warn_if_open()
-    supervisor = webhooks.Supervisor().start() if webhooks.enabled() else None
-    try:
-        server(config).serve()
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
+    if webhooks.enabled():
+        atexit.register(Path(webhooks.prepare()).unlink, missing_ok=True)
+    server(config).serve()
 
 
 if __name__ == "__main__":

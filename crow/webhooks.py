@@ -1,183 +1,128 @@
-"""The webhook delivery worker as a child of ``python -m crow.serve``, so ``make run`` needs no other command.
+"""Webhook delivery as a thread of one of the server's workers, so ``make run`` needs no other command.
 
-The server forks a keeper process beside granian's workers unless
-``CROW_WEBHOOK_WORKER=0`` (a fleet runs ``manage.py deliver_webhooks`` apart,
-once or a few times). The keeper forks the worker (``crow-webhooks`` in
-``ps``; ``deliver_webhooks``' loop), forks it again when it exits (a crash,
-``kill -9``), waiting a little longer each time it dies young, and stops it
-when the server stops. Both ask the kernel for SIGTERM when their parent dies,
-so a server killed with ``kill -9`` leaves no worker behind. A keeper killed
-itself leaves the server a thread that runs the worker as a fresh ``manage.py
-deliver_webhooks`` from then on (``Supervisor``).
+Unless ``CROW_WEBHOOK_WORKER=0`` (a fleet runs ``manage.py deliver_webhooks``
+apart, once or a few times), ``crow.serve`` makes a lock file before granian
+starts (``prepare``; its path in ``CROW_WEBHOOK_LOCK_FILE`` for the workers),
+and each granian worker starts a thread at the start of its lifespan
+(``Seat``) that takes the file's lock (``fcntl.lockf``, held by a process): the
+worker that gets it runs ``deliver_webhooks``' loop (``registry.events.worker``)
+in that thread, named ``crow-webhooks`` (``ps -T``, ``top -H``); the others try
+again every ``TAKEOVER`` seconds. The kernel releases a lock with its process,
+so a worker killed (``kill -9``, the out-of-memory killer) hands the delivery
+to another, or to its own replacement, within ``TAKEOVER`` seconds. A loop that
+raises starts again, after a pause that doubles while it keeps failing young.
+On the lifespan's end the thread stops at its next look (within a second) or,
+in the middle of a POST, is left to die with its process: a delivery cut short
+is sent again once its claim expires (at least once).
 
-Forked, not started anew: the server forks them before granian starts, when
-the application is loaded (``crow.serve.preload``) and the process has one
-thread and no database connection, so they share the server's pages instead
-of importing Django a second time (a fresh ``manage.py deliver_webhooks`` was
-45 MiB of the server's proportional set size, more than a worker). The keeper
-has a single thread too, so each of its forks is as safe as the first.
+A thread, not a process: a process of its own (forked from the loaded server,
+with a keeper to fork it again when it died) held 24 MiB of the server's
+proportional set size idle; the thread adds a few to one worker. Not a thread
+of granian's main process: granian forks replacement workers from it, and a
+fork taken while the delivery held a lock (libpq's, OpenSSL's, the logging
+module's) would hand the new worker that lock, held forever.
 """
 
 import contextlib
 import ctypes
+import fcntl
+import logging
 import os
-import signal
-import subprocess
-import sys
+import tempfile
 import threading
 import time
-import traceback
-from pathlib import Path
+from collections.abc import Callable
 
 from crow import env
 
-COMMAND = [sys.executable, str(Path(__file__).resolve().parent.parent / "manage.py"), "deliver_webhooks"]
+log = logging.getLogger(__name__)
 
-RESTART_MAX = 30.0  # seconds between restarts of a worker that keeps dying at once
-STOP_TIMEOUT = 10.0  # seconds the keeper and its worker have to stop before they are killed
-_PR_SET_PDEATHSIG = 1
+LOCK_FILE = "CROW_WEBHOOK_LOCK_FILE"  # set by crow.serve for its workers, not by operators
+TAKEOVER = 2.0  # seconds between a worker's tries to take the delivery
+RESTART_MAX = 30.0  # seconds between restarts of a loop that keeps failing at once
+STOP_WAIT = 2.0  # seconds a worker's end waits for the thread
+THREAD_NAME = "crow-webhooks"  # the thread's name in ps and top (15 bytes at most)
 _PR_SET_NAME = 15
-KEEPER_NAME = b"crow-wh-keeper"  # /proc/<pid>/comm (15 bytes at most)
-WORKER_NAME = b"crow-webhooks"
 
 
 def enabled() -> bool:
     return env.boolean("CROW_WEBHOOK_WORKER", default=True)
 
 
-def _prctl(option: int, value: int | bytes) -> None:
+def prepare() -> str:
+    """In the server, before its workers start: the lock file, its path exported for them, removed at exit."""
+    fd, path = tempfile.mkstemp(prefix="crow-webhooks-", suffix=".lock")
+    os.close(fd)
+    os.environ[LOCK_FILE] = path
+    return path
+
+
+def _name_thread(name: str) -> None:
+    """The calling thread's name as the kernel shows it (Python 3.11 names only its own ``Thread``)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
 
 
-def _die_with_parent() -> None:
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+class Seat:
+    """The delivery's seat in one worker: a thread that takes the lock, then runs the loop until stopped."""
 
-
-def _become(name: bytes) -> None:
-    """In a forked child: die with the parent, and carry ``name`` in ``ps``."""
-    _die_with_parent()
-    _prctl(_PR_SET_NAME, name)
-
-
-class Supervisor:
-    """The keeper process, seen from the server, and a thread that waits for it.
-
-    Should the keeper itself die (only a signal meant for it kills it), the thread runs the worker as
-    a fresh ``manage.py deliver_webhooks`` from then on, restarted as the keeper would: a fork from
-    the server, which has granian's threads by then, could inherit a lock one of them held.
-    """
-
-    def __init__(self, command: list[str] = COMMAND) -> None:
-        self.command = command
-        self.pid: int | None = None  # the keeper's
-        self.fresh: subprocess.Popen | None = None  # the worker started anew, once the keeper died
+    def __init__(self, path: str, run: Callable[[Callable[[], bool]], None] | None = None) -> None:
+        self.path = path
+        self._run = run or _deliver
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="webhook-keeper", daemon=True)
+        self._thread = threading.Thread(target=self._sit, name=THREAD_NAME, daemon=True)
 
-    def start(self) -> "Supervisor":
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                _keep()
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)  # never the server's atexit handlers (they delete its metric files)
-        self.pid = pid
+    def start(self) -> "Seat":
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+    def stop(self, timeout: float = STOP_WAIT) -> None:
         self._stopping.set()
-        for signalled in (signal.SIGTERM, signal.SIGKILL):
-            if self.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signalled)
-            fresh = self.fresh
-            if fresh is not None and fresh.poll() is None:
-                fresh.send_signal(signalled)
-            self._thread.join(timeout if signalled == signal.SIGTERM else 1.0)
-            if not self._thread.is_alive():
-                return
+        self._thread.join(timeout)
 
-    def _watch(self) -> None:
-        """Reap the keeper; if it died while the server runs, keep a fresh worker instead."""
-        assert self.pid is not None
+    def _sit(self) -> None:
         try:
-            code: int | str = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-        except ChildProcessError:  # reaped by someone else
-            code = "?"
-        self.pid = None
-        if self._stopping.is_set():
-            return
-        print(f"webhook worker keeper exited ({code}); starting the worker anew", file=sys.stderr, flush=True)
+            with open(self.path, "r+b") as lock:
+                while not self._take(lock):
+                    if self._stopping.wait(TAKEOVER):
+                        return
+                _name_thread(THREAD_NAME)
+                self._keep_running()
+        except OSError as exc:  # the file is gone (the server is ending) or cannot be locked
+            log.warning("webhook worker: cannot take the delivery (%s)", exc)
+
+    @staticmethod
+    def _take(lock) -> bool:
+        try:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
+            return False
+        return True
+
+    def _keep_running(self) -> None:
         wait = 1.0
         while not self._stopping.is_set():
             started = time.monotonic()
-            self.fresh = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
-            code = self.fresh.wait()
+            try:
+                self._run(self._stopping.is_set)
+            except Exception:
+                log.exception("webhook worker: its loop failed")
             if self._stopping.is_set():
                 return
-            wait = 1.0 if time.monotonic() - started > RESTART_MAX else min(wait * 2, RESTART_MAX)
-            print(f"webhook worker exited ({code}); restarting in {wait:.0f}s", file=sys.stderr, flush=True)
+            if time.monotonic() - started > RESTART_MAX:
+                wait = 1.0  # it had run well: a new failure, not the same one again
+            log.warning("webhook worker: starting its loop again in %.0fs", wait)
             self._stopping.wait(wait)
+            wait = min(wait * 2, RESTART_MAX)
 
 
-def _keep() -> None:
-    """The keeper: fork the worker, again whenever it exits, until SIGTERM."""
-    _become(KEEPER_NAME)
-    # A group of its own: a terminal's Ctrl-C stops the server, whose exit stops these two; it
-    # reaching them first would only restart the worker while the server shuts down.
-    os.setpgid(0, 0)
-    stopping: list[bool] = []
-    worker: list[int] = []
+def _deliver(stopping: Callable[[], bool]) -> None:
+    from registry.events import worker
 
-    def stop(*_: object) -> None:
-        stopping.append(True)
-        for pid in worker:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    wait = 1.0
-    while not stopping:
-        started = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            _work()
-        worker[:] = [pid]
-        if stopping:  # the signal came between the fork and the list: the worker did not hear it
-            stop()
-        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        worker.clear()
-        if stopping:
-            return
-        wait = 1.0 if time.monotonic() - started > RESTART_MAX else min(wait * 2, RESTART_MAX)
-        print(f"webhook worker exited ({code}); restarting in {wait:.0f}s", file=sys.stderr, flush=True)
-        deadline = time.monotonic() + wait
-        while not stopping and time.monotonic() < deadline:
-            time.sleep(0.1)
+    worker.run(stopping)
 
 
-def _work() -> None:
-    """The worker: ``manage.py deliver_webhooks`` in this forked process; never returns."""
-    code = 1
-    try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # until the command sets its own
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        _become(WORKER_NAME)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
-        import django
-        from django.core.management import call_command
-
-        django.setup()  # done already when the server preloaded the application
-        call_command("deliver_webhooks")
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stderr.flush()
-        os._exit(code)
+def seat() -> Seat | None:
+    """In a worker: its seat, started, if the server runs the delivery (``prepare`` was called)."""
+    path = os.environ.get(LOCK_FILE)
+    return Seat(path).start() if path else None

@@ -1,17 +1,18 @@
 """The whole server's memory, idle after a push and a pull: no more creep unnoticed.
 
 With the default configuration (two workers, their default threads, the webhook
-worker forked from the loaded server, authentication on), the proportional set
-size of every process the server runs (a page shared by N processes counts 1/N
-in each), summed, stays within ``PSS_BOUND``. The figure once crept from 105 to
-137 MiB between two measurements without a test noticing (a webhook worker
-started as a fresh interpreter, 45 MiB of its own).
+delivery in one of them, authentication on), the proportional set size of every
+process the server runs (a page shared by N processes counts 1/N in each),
+summed, stays within ``PSS_BOUND``. The figure once crept from 105 to 137 MiB
+between two measurements without a test noticing (a webhook worker started as a
+fresh interpreter, 45 MiB of its own).
 
-The bound is not issue 17's target (120 MiB): this configuration measured 122-131
-MiB on PostgreSQL and 122 on SQLite run alone (2026-11-29; the webhook keeper
-and worker 24 MiB of it, 106 without them), up to 140 inside the whole suite,
-``bench.slow_clients`` 120.8 with authentication off. It catches a creep like
-the one above while the target is open; lower it as the figure comes down.
+Issue 17's target is 120 MiB: this configuration measured 117-119 MiB on
+PostgreSQL and 110 on SQLite run alone (2026-11-30, the delivery a thread of a
+worker; 122-131 when it was two processes of its own), ``bench.slow_clients``
+109.3 with authentication off; the whole suite, where other servers run beside,
+read up to 9 MiB more than the same test alone. The bound leaves that room and
+catches a creep like the one above.
 """
 
 import time
@@ -26,7 +27,7 @@ from tests.slowclients import prepare
 pytestmark = pytest.mark.realserver
 
 MiB = 1024 * 1024
-PSS_BOUND = 170 * MiB  # today's 122-140 MiB and room; issue 17's target is 120
+PSS_BOUND = 145 * MiB  # today's 110-128 MiB and room; issue 17's target is 120
 NAME = "team/app"
 
 
@@ -48,7 +49,7 @@ def test_the_server_idles_within_its_memory_bound_after_a_push_and_a_pull(regist
     processes = _server_processes(registry_server)
     pss = sum(_pss(pid) for pid in processes)
     print({pid: (Path(f"/proc/{pid}/comm").read_text().strip(), _pss(pid) // MiB) for pid in processes})
-    assert len(processes) >= 5, f"the main process, two workers, a keeper and its worker: {processes}"
+    assert len(processes) >= 3, f"the main process and two workers: {processes}"
     assert pss <= PSS_BOUND, f"the server's {len(processes)} processes hold {pss / MiB:.1f} MiB of PSS idle"
 
 
