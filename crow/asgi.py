@@ -5,7 +5,8 @@ Each request is measured and logged once, here (``crow.recording``);
 any other goes first to ``crow.fastpath`` (hot reads, answered on the event
 loop), then to Django's WSGI application (``crow.wsgi``) in a thread, through
 CRoW's own bridge (``crow.bridge``): ``CROW_THREADS`` threads per worker, and a
-body that sends nothing for ``CROW_BODY_TIMEOUT`` seconds ends its read.
+body that sends nothing for ``CROW_BODY_TIMEOUT`` seconds ends its read. Each
+worker's lifespan starts its webhook seat (``crow.webhooks``): one of them delivers.
 Importing this module sets Django up and compiles the routes, opening no
 database connection: ``crow.serve`` imports it before granian forks its workers.
 """

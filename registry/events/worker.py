@@ -1,7 +1,7 @@
 """The delivery worker's loop: dispatch new events, deliver what is due, sleep when idle.
 
-``manage.py deliver_webhooks`` runs it; ``python -m crow.serve`` starts that
-command as a child process (``CROW_WEBHOOK_WORKER``). Several may run at once
+``manage.py deliver_webhooks`` runs it, and ``python -m crow.serve`` in a
+thread of one of its workers (``crow.webhooks``, ``CROW_WEBHOOK_WORKER``). Several may run at once
 on PostgreSQL (rows are claimed with ``SKIP LOCKED``); on SQLite run one. A
 database outage is waited out, never fatal.
 
