@@ -111,15 +111,15 @@ def test_the_first_upload_to_a_repository_creates_it(client, django_assert_num_q
     assert client.get(response["Location"]).status_code == 204
 
 
-def test_it_stores_a_tagged_manifest_in_one_transaction_of_eight_statements(
-    client, django_assert_num_queries
-) -> None:
+def test_it_stores_a_tagged_manifest_in_three_statements(client, django_assert_num_queries) -> None:
     pushed = oci.image("manifest-put", layer_count=3)
     for blob in (*pushed.layers, pushed.config):
         assert oci.push_blob(client, NAME, blob).status_code == 201
-    # The repository, its blobs among the manifest's, the manifest, its references, the indexes that
-    # named it as absent (registry.sparse), the links again, the audit row (which reads the tag's
-    # previous manifest in the same statement), the tag; the transaction's two (a savepoint in a test).
-    with django_assert_num_queries(8 + 2):
+    # The repository, its blobs among the manifest's, then one statement (PostgreSQL) for the
+    # manifest, its references, the indexes that named it as absent (registry.sparse), the links
+    # again, the audit row (which reads the tag's previous manifest) and the tag; a savepoint's two
+    # around them in a test's transaction. SQLite: each its own statement, in a transaction.
+    writes = 1 if connection.vendor == "postgresql" else 6
+    with django_assert_num_queries(2 + writes + 2):
         assert oci.put_manifest(client, NAME, "v1", pushed.manifest).status_code == 201
     assert oci.content(oci.get_manifest(client, NAME, "v1")) == pushed.manifest.data

@@ -246,3 +246,32 @@ def test_it_points_a_tag_pushed_twice_at_once_at_one_of_the_manifests(registry_s
         assert tagged.status_code == 200
         assert tagged.content in manifests
         assert tagged.headers["Docker-Content-Digest"] == ocilayout.sha256(tagged.content)
+
+
+def test_it_stores_the_same_manifest_pushed_at_once_under_several_tags(registry_server: Server) -> None:
+    # On PostgreSQL the push is one statement: one whose snapshot began before another push of the
+    # same manifest committed finds neither its own row nor the other's, writes nothing and runs again.
+    sessions = [registry_server.session("team/app") for _ in range(6)]
+    config, layer = b'{"architecture":"arm64","os":"linux"}', os.urandom(4096)
+    for blob in (config, layer):
+        assert push_blob(sessions[0], registry_server, blob).status_code == 201
+
+    def put(http: requests.Session, manifest: bytes, tag: str) -> requests.Response:
+        url = f"{registry_server.url}/v2/team/app/manifests/{tag}"
+        return http.put(url, data=manifest, headers={"Content-Type": ocilayout.OCI_MANIFEST}, timeout=TIMEOUT)
+
+    for round_ in range(8):
+        manifest = _manifest(config, layer, f"same-{round_}")
+        tags = [f"r{round_}-{index}" for index in range(len(sessions))]
+        responses = in_parallel(
+            *(partial(put, http, manifest, tag) for http, tag in zip(sessions, tags, strict=True))
+        )
+
+        assert [r.status_code for r in responses] == [201] * len(sessions), [r.text for r in responses]
+        for tag in tags:
+            got = sessions[0].get(
+                f"{registry_server.url}/v2/team/app/manifests/{tag}",
+                headers={"Accept": ocilayout.OCI_MANIFEST},
+                timeout=TIMEOUT,
+            )
+            assert got.status_code == 200 and got.content == manifest

@@ -1,4 +1,6 @@
-"""A push's audit row: one ``INSERT ... SELECT`` that reads what the tag named before the push moves it."""
+"""A push's audit row: an ``INSERT ... SELECT`` that reads what the tag named before the push moves it."""
+
+from typing import Any
 
 from registry.db.sql import Insert, Names, rowcount
 from registry.events.models import PUSH, TAG_MOVE, AuditEvent
@@ -14,18 +16,29 @@ _COMPUTED = {
     "previous": f"COALESCE({_PREVIOUS}, '')",
     "action": f"CASE WHEN COALESCE({_PREVIOUS}, %s) = %s THEN '{PUSH}' ELSE '{TAG_MOVE}' END",
 }
-_INSERT_PUSH = _insert.select(_COMPUTED, "")
 
 
-def insert_push(row: AuditEvent, repository_id: int, tag: str | None) -> None:
-    """Insert ``row`` (a push of ``row.digest``), its action and ``previous`` from the tag's row."""
-    values = _insert.row({each.attname: getattr(row, each.attname) for each in _insert.fields})
+def push_row(source: str) -> str:
+    """The INSERT of a push's row, selected ``source`` (``FROM ...``, or "" for exactly one row)."""
+    return _insert.select(_COMPUTED, source)
+
+
+_INSERT_PUSH = push_row("")
+
+
+def push_params(row: AuditEvent, repository_id: int, tag: str | None) -> list[Any]:
+    """The parameters of ``push_row``: ``row`` (a push of ``row.digest``), and what its action and
+    ``previous`` read from the tag's row."""
     computed = {
         "previous": [repository_id, tag],
         "action": [repository_id, tag, row.digest, row.digest],
     }
-    params = []
-    prepared = iter(_insert.params([values], computed=computed))
-    for each in _insert.fields:
-        params += computed[each.attname] if each.attname in computed else [next(prepared)]
-    rowcount(_INSERT_PUSH, params)
+    given = {
+        each.attname: getattr(row, each.attname) for each in _insert.fields if each.attname not in computed
+    }
+    return _insert.select_params(given, computed)
+
+
+def insert_push(row: AuditEvent, repository_id: int, tag: str | None) -> None:
+    """Insert ``row`` (a push of ``row.digest``), its action and ``previous`` from the tag's row."""
+    rowcount(_INSERT_PUSH, push_params(row, repository_id, tag))

@@ -2,18 +2,30 @@
 
 A manifest GET is one indexed query (the repository's unique name, then
 ``unique_repository_tag`` or ``unique_repository_manifest``) that selects
-only what the response needs. A manifest PUT is one transaction of a few
-statements (``registry.pushes``): its insert, its references, the absent
-references it resolves or records (``registry.sparse``), its tag.
+only what the response needs. A manifest PUT (``registry.pushes``) writes
+its row, its references, the absent references it resolves or records
+(``registry.sparse``), the blob links again, its audit row and its tag: on
+PostgreSQL in one statement (``store``), on SQLite as a transaction of one
+statement each.
 """
 
 from collections.abc import Collection
 from typing import NamedTuple
 
+from registry.db import audit
 from registry.db.blobs import Linked
 from registry.db.sql import Insert, Names, ignore_conflict, one, placeholders, rowcount, rows
+from registry.events.models import AuditEvent
 from registry.manifests import ParsedManifest
-from registry.models import AbsentReference, Manifest, ManifestBlob, ManifestChild, Repository, Tag
+from registry.models import (
+    AbsentReference,
+    Manifest,
+    ManifestBlob,
+    ManifestChild,
+    Repository,
+    RepositoryBlob,
+    Tag,
+)
 
 
 class ServedManifest(NamedTuple):
@@ -60,6 +72,40 @@ _RESOLVE = (
     f"AND {_a.manifest} IN (SELECT {_m.id} FROM {_m} WHERE {_m.repository} = %s) RETURNING {_a.manifest}"
 )
 
+_link = Insert(RepositoryBlob)
+_IDS = "unnest(%s::bigint[])"
+_ON = {"manifest_id": "chosen.id"}
+
+
+def _store_sql(tagged: bool) -> str:
+    """``store``'s statement: each step a data-modifying ``WITH`` query; all of them see the snapshot
+    the statement began with (the audit row reads the tag's manifest before the tag moves)."""
+    steps = [
+        f"inserted AS ({_INSERT})",
+        f"existing AS (SELECT {_m.id} FROM {_m} WHERE {_m.repository} = %s AND {_m.digest} = %s "
+        "AND NOT EXISTS (SELECT FROM inserted))",
+        "chosen AS (SELECT id FROM inserted UNION ALL SELECT id FROM existing)",
+        f"blobs AS ({_blobs.select({**_ON, 'blob_id': _IDS}, 'FROM chosen')} ON CONFLICT DO NOTHING)",
+        f"children AS ({_children.select({'parent_id': 'chosen.id', 'child_id': _IDS}, 'FROM chosen')} "
+        "ON CONFLICT DO NOTHING)",
+        f"absent AS ({_absent.select({**_ON, 'digest': 'a.digest', 'kind': 'a.kind'}, _ABSENT_FROM)} "
+        "ON CONFLICT DO NOTHING)",
+        f"resolved AS ({_RESOLVE})",
+        f"adopted AS ({_children.select(_ADOPTED, 'FROM resolved, chosen')} ON CONFLICT DO NOTHING)",
+        f"relinked AS ({_link.select({'blob_id': _IDS}, '')} ON CONFLICT DO NOTHING)",
+        f"audited AS ({audit.push_row('FROM chosen')})",
+    ]
+    if tagged:
+        steps.append(
+            f"tagged AS ({_tag.select(_ON, 'FROM chosen')} {_tag.update_others('unique_repository_tag')})"
+        )
+    return "WITH " + ", ".join(steps) + " SELECT id FROM chosen"
+
+
+_ABSENT_FROM = "FROM chosen, unnest(%s::text[], %s::text[]) AS a (digest, kind)"
+_ADOPTED = {"parent_id": f"resolved.{_a.manifest}", "child_id": "chosen.id"}
+_STORE = {tagged: _store_sql(tagged) for tagged in (False, True)}
+
 
 def served(
     name: str, tag: str | None = None, digest: str | None = None, content: bool = True
@@ -85,19 +131,7 @@ def among(repository_id: int, digests: Collection[str]) -> list[Linked]:
 def insert(repository_id: int, digest: str, content: bytes, parsed: ParsedManifest) -> int | None:
     """The id of the repository's manifest ``digest``, inserted unless it was there; None if it
     was there when the insert ran and is gone now (garbage collection deleted it in between)."""
-    row = _manifest.row(
-        {
-            "repository_id": repository_id,
-            "digest": digest,
-            "media_type": parsed.media_type,
-            "artifact_type": parsed.artifact_type,
-            "size": len(content),
-            "content": content,
-            "subject": parsed.subject,
-            "annotations": parsed.annotations,
-        }
-    )
-    inserted = rows(_INSERT, _manifest.params([row]))
+    inserted = rows(_INSERT, _manifest.params([_manifest_row(repository_id, digest, content, parsed)]))
     if inserted:
         return inserted[0][0]
     existing = rows(_ID, [repository_id, digest])
@@ -136,3 +170,54 @@ def resolve_absent(repository_id: int, digest: str, manifest_id: int) -> None:
     if parents:
         links = [_children.row({"parent_id": parent, "child_id": manifest_id}) for parent in parents]
         rowcount(f"{_children.values(len(links))} ON CONFLICT DO NOTHING", _children.params(links))
+
+
+def store(
+    repository_id: int,
+    digest: str,
+    content: bytes,
+    parsed: ParsedManifest,
+    references: tuple[Collection[int], Collection[int]],
+    absent: tuple[Collection[str], Collection[str]],
+    tag: str | None,
+    audit_row: AuditEvent,
+) -> int | None:
+    """PostgreSQL: store manifest ``digest`` in one statement, as the SQLite path's transaction does:
+    its row (or the one there), its references (blob ids, child manifest ids), its ``absent``
+    references (blob digests, child digests), the indexes' absent references it resolves, the blob
+    links again, ``audit_row`` and tag ``tag``. The manifest's id; None if the statement's snapshot
+    missed a row another push committed after it began (it then wrote nothing): run it again."""
+    blob_ids, child_ids = (list(ids) for ids in references)
+    kinds = [AbsentReference.BLOB] * len(absent[0]) + [AbsentReference.MANIFEST] * len(absent[1])
+    params = [
+        *_manifest.params([_manifest_row(repository_id, digest, content, parsed)]),
+        repository_id,
+        digest,
+        *_blobs.select_params({}, {"manifest_id": [], "blob_id": [blob_ids]}),
+        *_children.select_params({}, {"parent_id": [], "child_id": [child_ids]}),
+        *[[*absent[0], *absent[1]], kinds],
+        digest,
+        AbsentReference.MANIFEST,
+        repository_id,
+        *_link.select_params({"repository_id": repository_id}, {"blob_id": [blob_ids]}),
+        *audit.push_params(audit_row, repository_id, tag),
+    ]
+    if tag:
+        params += _tag.select_params({"repository_id": repository_id, "name": tag}, {"manifest_id": []})
+    row = one(_STORE[bool(tag)], params)
+    return None if row is None else row[0]
+
+
+def _manifest_row(repository_id: int, digest: str, content: bytes, parsed: ParsedManifest) -> dict:
+    return _manifest.row(
+        {
+            "repository_id": repository_id,
+            "digest": digest,
+            "media_type": parsed.media_type,
+            "artifact_type": parsed.artifact_type,
+            "size": len(content),
+            "content": content,
+            "subject": parsed.subject,
+            "annotations": parsed.annotations,
+        }
+    )

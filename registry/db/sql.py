@@ -124,6 +124,15 @@ class Insert:
             if each.attname not in skip
         ]
 
+    def select_params(self, given: Mapping[str, Any], computed: Mapping[str, Sequence[Any]]) -> list[Any]:
+        """The parameters of ``select(...)`` for one row: each column's value (``given``, else its
+        default), prepared, or the parameters of its ``computed`` expression, in column order."""
+        values = iter(self.params([self.row({**dict.fromkeys(computed), **given})], computed=computed))
+        params: list[Any] = []
+        for each in self.fields:
+            params += computed[each.attname] if each.attname in computed else [next(values)]
+        return params
+
     def _placeholders(self, computed: Mapping[str, str]) -> list[str]:
         return [computed.get(each.attname, "%s") for each in self.fields]
 
