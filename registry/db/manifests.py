@@ -74,7 +74,7 @@ _RESOLVE = (
 
 _link = Insert(RepositoryBlob)
 _IDS = "unnest(%s::bigint[])"
-_ON = {"manifest_id": "chosen.id"}
+_ON = {"manifest_id": "chosen.stored"}
 
 
 def _store_sql(tagged: bool) -> str:
@@ -84,12 +84,11 @@ def _store_sql(tagged: bool) -> str:
         f"inserted AS ({_INSERT})",
         f"existing AS (SELECT {_m.id} FROM {_m} WHERE {_m.repository} = %s AND {_m.digest} = %s "
         "AND NOT EXISTS (SELECT FROM inserted))",
-        "chosen AS (SELECT id FROM inserted UNION ALL SELECT id FROM existing)",
+        f"chosen (stored) AS (SELECT {_m.id} FROM inserted UNION ALL SELECT {_m.id} FROM existing)",
         f"blobs AS ({_blobs.select({**_ON, 'blob_id': _IDS}, 'FROM chosen')} ON CONFLICT DO NOTHING)",
-        f"children AS ({_children.select({'parent_id': 'chosen.id', 'child_id': _IDS}, 'FROM chosen')} "
+        f"children AS ({_children.select({'parent_id': 'chosen.stored', 'child_id': _IDS}, 'FROM chosen')} "
         "ON CONFLICT DO NOTHING)",
-        f"absent AS ({_absent.select({**_ON, 'digest': 'a.digest', 'kind': 'a.kind'}, _ABSENT_FROM)} "
-        "ON CONFLICT DO NOTHING)",
+        f"absent AS ({_absent.select(_ABSENT, _ABSENT_FROM)} ON CONFLICT DO NOTHING)",
         f"resolved AS ({_RESOLVE})",
         f"adopted AS ({_children.select(_ADOPTED, 'FROM resolved, chosen')} ON CONFLICT DO NOTHING)",
         f"relinked AS ({_link.select({'blob_id': _IDS}, '')} ON CONFLICT DO NOTHING)",
@@ -99,11 +98,12 @@ def _store_sql(tagged: bool) -> str:
         steps.append(
             f"tagged AS ({_tag.select(_ON, 'FROM chosen')} {_tag.update_others('unique_repository_tag')})"
         )
-    return "WITH " + ", ".join(steps) + " SELECT id FROM chosen"
+    return "WITH " + ", ".join(steps) + " SELECT stored FROM chosen"
 
 
-_ABSENT_FROM = "FROM chosen, unnest(%s::text[], %s::text[]) AS a (digest, kind)"
-_ADOPTED = {"parent_id": f"resolved.{_a.manifest}", "child_id": "chosen.id"}
+_ABSENT = {**_ON, "digest": "missing.named", "kind": "missing.sort"}
+_ABSENT_FROM = "FROM chosen, unnest(%s::text[], %s::text[]) AS missing (named, sort)"
+_ADOPTED = {"parent_id": f"resolved.{_a.manifest}", "child_id": "chosen.stored"}
 _STORE = {tagged: _store_sql(tagged) for tagged in (False, True)}
 
 
