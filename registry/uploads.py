@@ -56,6 +56,7 @@ from registry.db import blobs, repositories
 from registry.db import uploads as sessions
 from registry.errors import RegistryError, Stalled
 from registry.events import audit
+from registry.events.models import CREATE_REPOSITORY
 from registry.models import Blob, Repository, Upload
 from registry.storage import Fenced, StorageError, blob_store
 
@@ -71,11 +72,12 @@ def start(name: str, claimed: bool = False) -> tuple[Upload, Claim | None]:
         upload.claim, upload.claimed_until = claim.id, timezone.now() + claims.lease()
     try:
         for _ in range(3):  # the repository can vanish in between only if an operator deleted it
-            repository_id = sessions.insert(upload, name)
+            repository_id = sessions.insert(upload, name) or sessions.insert_creating(
+                upload, name, audit.event(CREATE_REPOSITORY, repository=name)
+            )
             if repository_id is not None:
                 upload.repository = Repository(id=repository_id, name=name)
                 return upload, claim
-            audit.create_repository(name)
     except BaseException:
         quietly(blob_store().abort, upload.id.hex, upload.storage_state)
         raise

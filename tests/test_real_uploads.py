@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 
+from registry.events.models import CREATE_REPOSITORY, AuditEvent
 from tests import ocilayout
 from tests.server import Server
 
@@ -275,3 +276,21 @@ def test_it_stores_the_same_manifest_pushed_at_once_under_several_tags(registry_
                 timeout=TIMEOUT,
             )
             assert got.status_code == 200 and got.content == manifest
+
+
+def test_uploads_started_at_once_in_a_new_repository_create_it_once(registry_server: Server) -> None:
+    # On PostgreSQL the first upload creates the repository, audits it and inserts its session in one
+    # statement; one that finds the repository created meanwhile writes nothing and inserts into it.
+    sessions = [registry_server.session("team/fresh") for _ in range(6)]
+
+    def start(http: requests.Session) -> requests.Response:
+        return http.post(f"{registry_server.url}/v2/team/fresh/blobs/uploads/", timeout=TIMEOUT)
+
+    responses = in_parallel(*(partial(start, http) for http in sessions))
+
+    assert [r.status_code for r in responses] == [202] * len(sessions), [r.text for r in responses]
+    for response in responses:
+        status = sessions[0].get(urljoin(registry_server.url, response.headers["Location"]), timeout=TIMEOUT)
+        assert status.status_code == 204
+    created = AuditEvent.objects.filter(action=CREATE_REPOSITORY, repository="team/fresh")
+    assert created.count() == 1

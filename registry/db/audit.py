@@ -1,4 +1,5 @@
-"""A push's audit row: an ``INSERT ... SELECT`` that reads what the tag named before the push moves it."""
+"""Audit rows as steps of a change's own statement: a push's row, which reads what the tag named
+before the push moves it, and any other row (``insert_row``)."""
 
 from typing import Any
 
@@ -42,3 +43,19 @@ def push_params(row: AuditEvent, repository_id: int, tag: str | None) -> list[An
 def insert_push(row: AuditEvent, repository_id: int, tag: str | None) -> None:
     """Insert ``row`` (a push of ``row.digest``), its action and ``previous`` from the tag's row."""
     rowcount(_INSERT_PUSH, push_params(row, repository_id, tag))
+
+
+def row_insert(source: str) -> str:
+    """The INSERT of an audit row selected ``source`` (``FROM ...``); its parameters: ``row_params``."""
+    return _insert.select({}, source)
+
+
+def row_params(row: AuditEvent) -> list[Any]:
+    return _insert.select_params({each.attname: getattr(row, each.attname) for each in _insert.fields}, {})
+
+
+def insert_row(row: AuditEvent) -> None:
+    rowcount(
+        _insert.values(),
+        _insert.params([{each.attname: getattr(row, each.attname) for each in _insert.fields}]),
+    )

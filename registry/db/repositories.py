@@ -6,7 +6,8 @@ from registry.models import Repository
 _r, _insert = Names(Repository), Insert(Repository)
 # Index used: the repository's unique name.
 _ID = f"SELECT {_r.id} FROM {_r} WHERE {_r.name} = %s"
-_CREATE = f"{_insert.values()} {ignore_conflict(Repository, 'name')} RETURNING {_r.id}"
+# Also a step of statements that do more (``registry.db.uploads``), with ``create_params``.
+CREATE = f"{_insert.values()} {ignore_conflict(Repository, 'name')} RETURNING {_r.id}"
 
 
 def id_of(name: str) -> int | None:
@@ -22,7 +23,7 @@ def create(name: str) -> int | None:
 
 def insert(name: str) -> int | None:
     """Create repository ``name``: its id if this call created it, None if it existed."""
-    created = rows(_CREATE, _insert.params([_insert.row({"name": name})]))
+    created = rows(CREATE, create_params(name))
     return created[0][0] if created else None
 
 
@@ -32,3 +33,8 @@ def get_or_create(name: str) -> Repository:
     if repository_id is None:  # created and deleted again by an operator, in between
         raise Repository.DoesNotExist(f"repository {name} was deleted meanwhile")
     return Repository(id=repository_id, name=name)
+
+
+def create_params(name: str) -> list:
+    """The parameters of ``CREATE`` for repository ``name``."""
+    return _insert.params([_insert.row({"name": name})])

@@ -11,7 +11,9 @@ from datetime import datetime
 
 from django.db import connection
 
+from registry.db import audit, repositories
 from registry.db.sql import Insert, Names, one, prepared, rowcount
+from registry.events.models import AuditEvent
 from registry.models import Repository, Upload
 
 _u, _r = Names(Upload), Names(Repository)
@@ -65,6 +67,34 @@ def _sql(name: str) -> str:
     """Statement ``name``, relaxed on PostgreSQL unless a caller's transaction is open (its commit
     may hold writes that must wait for the disk)."""
     return _SQL[connection.vendor == "postgresql" and not connection.in_atomic_block][name]
+
+
+# PostgreSQL, a session in a repository that does not exist yet: the repository, the audit row of its
+# creation and the session in one statement. Nothing if the repository exists (another upload
+# created it meanwhile): the caller inserts into it.
+_CREATING = (
+    f"WITH fresh AS ({repositories.CREATE}), audited AS ({audit.row_insert('FROM fresh')}) "
+    + _insert.select({"repository_id": f"fresh.{_r.id}"}, "FROM fresh")
+    + f" RETURNING {_u.repository}"
+)
+
+
+def insert_creating(upload: Upload, name: str, created: AuditEvent) -> int | None:
+    """Create repository ``name``, record ``created`` (its creation's audit row) and insert session
+    ``upload`` into it: the repository's id, or None if the repository existed (nothing written)."""
+    row = {each.attname: getattr(upload, each.attname) for each in _insert.fields}
+    if connection.vendor == "postgresql":
+        params = [
+            *repositories.create_params(name),
+            *audit.row_params(created),
+            *_insert.params([row], computed=["repository_id"]),
+        ]
+        inserted = one(_CREATING, params)
+        return None if inserted is None else inserted[0]
+    if repositories.insert(name) is None:
+        return None
+    audit.insert_row(created)
+    return insert(upload, name)
 
 
 def insert(upload: Upload, name: str) -> int | None:
