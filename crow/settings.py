@@ -94,11 +94,15 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.b
     "CROW_DB_PREPARE", default=True
 ):
     # Parameters bound by the server, and a statement that a connection runs
-    # five times prepared (psycopg's threshold; Django turns it off by
-    # default): PostgreSQL then stops parsing and planning the hot reads of
-    # registry.db and the ORM's repeated queries on every request.
+    # a second time prepared (psycopg's threshold, 5 by default; Django turns
+    # it off): PostgreSQL then stops parsing and planning the statements of
+    # registry.db and the ORM's repeated queries on every request. Each of a
+    # pool's connections prepares for itself: at 5, a fresh server ran a
+    # push's statements unprepared for its first few dozen pushes (a manifest
+    # PUT's statement costs 0.5-1 ms more so); a statement run once (DDL, a
+    # one-off query) is never prepared, so it never takes a cache slot.
     # CROW_DB_PREPARE=0 behind a pooler that cannot keep prepared statements.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
+    DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=1)
 # Seconds to wait for PostgreSQL to accept a connection, and for any one call to it (0: no bound).
 CROW_DB_CONNECT_TIMEOUT = env.duration("CROW_DB_CONNECT_TIMEOUT", "5s")
 CROW_DB_QUERY_TIMEOUT = env.duration("CROW_DB_QUERY_TIMEOUT", "10s")
