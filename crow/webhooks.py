@@ -82,13 +82,14 @@ class Seat:
 
     def _sit(self) -> None:
         try:
-            with open(self.path, "r+b") as lock:
+            # Made again if something removed it (a /tmp cleaner): a worker without it would never deliver.
+            with os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as lock:
                 while not self._take(lock):
                     if self._stopping.wait(TAKEOVER):
                         return
                 _name_thread(THREAD_NAME)
                 self._keep_running()
-        except OSError as exc:  # the file is gone (the server is ending) or cannot be locked
+        except OSError as exc:  # the file cannot be made or locked
             log.warning("webhook worker: cannot take the delivery (%s)", exc)
 
     @staticmethod

@@ -83,3 +83,13 @@ def test_a_loop_that_raises_is_run_again(lock_file: str, monkeypatch: pytest.Mon
 def test_a_server_without_the_lock_file_runs_no_seat(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(webhooks.LOCK_FILE, raising=False)
     assert webhooks.seat() is None
+
+
+def test_a_lock_file_removed_meanwhile_is_made_again(tmp_path: Path) -> None:
+    # Something cleaned the server's temporary directory: a worker started later still delivers.
+    loop = Loop()
+    seat = webhooks.Seat(str(tmp_path / "removed.lock"), run=loop).start()
+    try:
+        assert loop.ran.wait(5.0), "a worker without the lock file never delivered"
+    finally:
+        seat.stop()
