@@ -13,6 +13,7 @@ database connection: ``crow.serve`` imports it before granian forks its workers.
 
 import asyncio
 import os
+import threading
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crow.settings")
 
@@ -21,6 +22,7 @@ from crow.wsgi import application as wsgi_application  # noqa: E402  (sets Djang
 # isort: split
 from crow import fastpath, monitoring, recording, serve, webhooks  # noqa: E402  (they import the registry: after setup)
 from crow.bridge import Bridge  # noqa: E402
+from registry.db import connections  # noqa: E402
 
 django = Bridge(
     wsgi_application,
@@ -54,6 +56,7 @@ async def _lifespan(receive, send) -> None:
             await fastpath.startup()
             recording.start()
             seat = webhooks.seat()
+            threading.Thread(target=connections.open_pool, name="crow-open-pool", daemon=True).start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await fastpath.shutdown()

@@ -23,3 +23,17 @@ def release() -> None:
         return
     if getattr(connection, "pool", None) is not None:
         connection.close()
+
+
+def open_pool() -> None:
+    """Open this process's pool and its first connection (PostgreSQL), for its first request to find
+    one: a worker that opened it at its first request made that request (and the push it began)
+    wait 15-20 ms more. A database that cannot be reached now is left to the requests (503)."""
+    if getattr(connection, "pool", None) is None:
+        return
+    try:
+        connection.ensure_connection()
+    except Exception:  # noqa: BLE001 - the requests say it, with their own answers
+        return
+    finally:
+        connection.close()  # back to the pool
