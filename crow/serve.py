@@ -58,6 +58,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import signal
 import socket
 import ssl
 import sys
@@ -324,6 +325,39 @@ def warn_if_open() -> None:
         )
 
 
+def stop_workers_once() -> None:
+    """granian's workers stop at their first SIGINT or SIGTERM; a second one changes nothing.
+
+    granian (2.8) stops a worker with ``WorkerSignal.set()``, which blocks, holding the GIL, when
+    called a second time: a worker that heard two signals hung until granian killed it after
+    ``CROW_GRACEFUL_TIMEOUT``, cutting off what it served. A terminal's Ctrl-C did it (the
+    terminal signals the server and its workers, and the server then stops each worker too: one
+    stop in three hung), as would systemd's default ``KillMode``. The workers are forked from this
+    process and look ``set_loop_signals`` up when they start, so replacing it here reaches them;
+    ``tests/test_worker_signals.py`` fails if a granian release moves it.
+    """
+    from granian import _signals
+    from granian._granian import WorkerSignal
+
+    def set_loop_signals(loop):
+        stop = WorkerSignal()
+        heard: list[int] = []
+
+        def handler(signum, frame) -> None:
+            if not heard:
+                heard.append(signum)
+                stop.set()
+
+        for each in _signals._get_signals():
+            try:
+                loop.add_signal_handler(each, handler, each, None)
+            except NotImplementedError:
+                signal.signal(each, handler)
+        return stop
+
+    _signals.set_loop_signals = set_loop_signals
+
+
 def main() -> None:
     config = settings()
     refuse_taken(config)
@@ -342,6 +376,7 @@ def main() -> None:
     warn_if_open()
     if webhooks.enabled():
         atexit.register(Path(webhooks.prepare()).unlink, missing_ok=True)
+    stop_workers_once()
     server(config).serve()
 
 
