@@ -34,9 +34,7 @@ def push_params(row: AuditEvent, repository_id: int, tag: str | None) -> list[An
         "previous": [repository_id, tag],
         "action": [repository_id, tag, row.digest, row.digest],
     }
-    given = {
-        each.attname: getattr(row, each.attname) for each in _insert.fields if each.attname not in computed
-    }
+    given = {name: value for name, value in _values(row).items() if name not in computed}
     return _insert.select_params(given, computed)
 
 
@@ -51,11 +49,13 @@ def row_insert(source: str) -> str:
 
 
 def row_params(row: AuditEvent) -> list[Any]:
-    return _insert.select_params({each.attname: getattr(row, each.attname) for each in _insert.fields}, {})
+    return _insert.select_params(_values(row), {})
 
 
 def insert_row(row: AuditEvent) -> None:
-    rowcount(
-        _insert.values(),
-        _insert.params([{each.attname: getattr(row, each.attname) for each in _insert.fields}]),
-    )
+    rowcount(_insert.values(), _insert.params([_values(row)]))
+
+
+def _values(row: AuditEvent) -> dict[str, Any]:
+    """Each column's value in the unsaved ``row``, by attname."""
+    return {each.attname: getattr(row, each.attname) for each in _insert.fields}
